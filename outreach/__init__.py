@@ -1,0 +1,72 @@
+"""outreach: an email and SMS campaign engine for advocacy organizations."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """A top-level project folder (templates, static, migrations), in a checkout or a wheel."""
+    checkout = PACKAGE_DIR.parent / name
+    return checkout if checkout.is_dir() else PACKAGE_DIR / "_bundled" / name
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app (also used by the CLI and workers) from the environment and overrides."""
+    from dotenv import load_dotenv
+
+    from outreach import config as settings
+
+    if not os.environ.get("OUTREACH_NO_DOTENV"):
+        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    overrides = dict(config or {})
+    instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("OUTREACH_INSTANCE")
+    app = Flask(
+        __name__,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+        instance_path=str(Path(instance_path or Path.cwd() / "instance").resolve()),
+        instance_relative_config=True,
+    )
+    app.config.update(settings.from_environment())
+    app.config.update(overrides)
+    settings.finalize(app.config, Path(app.instance_path))
+    _configure_logging(app)
+    _init_extensions(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    """Let each subsystem register itself."""
+    from flask_wtf.csrf import CSRFProtect
+
+    from outreach import api, auth, db, queue, web
+    from outreach.accounts.views import bp as accounts_bp
+    from outreach.channels.views import bp as outbox_bp
+
+    db.init_app(app)
+    queue.init_app(app)
+    csrf = CSRFProtect(app)
+    app.extensions["csrf"] = csrf
+    auth.init_app(app)
+    app.register_blueprint(web.bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(outbox_bp)
+    api.init_app(app, csrf)
+    web.register_error_pages(app)
+    app.view_functions["static"]._outreach_public = True  # type: ignore[attr-defined]
+    app.jinja_env.autoescape = True
+
+
+def _configure_logging(app: Flask) -> None:
+    """Log to stderr at INFO unless the host process configured logging already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")

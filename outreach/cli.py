@@ -1,0 +1,123 @@
+"""The `outreach` command: a Flask CLI group with the contract's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from outreach import create_app, db
+from outreach.accounts import service as accounts
+from outreach.exceptions import Conflict, NotFound, ValidationError
+
+
+def _make_app():  # noqa: ANN202 - FlaskGroup's factory hook
+    return create_app()
+
+
+main = FlaskGroup(create_app=_make_app, add_default_commands=True, help=(
+    "outreach: email and SMS campaigns for advocacy organizations.\n\n"
+    "Configuration comes from the environment (and a .env file); see the README."))
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to the newest schema (or REVISION)."""
+    from outreach.migrate import upgrade
+
+    upgrade(current_app, revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION."""
+    from outreach.migrate import downgrade
+
+    downgrade(current_app, revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@main.group("users")
+def users_group() -> None:
+    """Staff accounts."""
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "organizer", "viewer"]), required=True)
+@click.option("--name", default="", help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def users_create(email: str, role: str, name: str, password_stdin: bool) -> None:
+    """Create a staff user with a ROLE; the password comes from a prompt or stdin."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with db.transaction() as session:
+            user = accounts.create_user(session, email, role, password, name)
+    except (ValidationError, Conflict) as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in getattr(exc, "fields", {}).items())
+        raise click.ClickException(f"{exc}{' (' + details + ')' if details else ''}") from None
+    click.echo(f"Created {user.role} {user.email}.")
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """API tokens."""
+
+
+@tokens_group.command("create")
+@click.argument("email")
+@click.option("--name", default="cli", help="A label to recognise the token by.")
+@with_appcontext
+def tokens_create(email: str, name: str) -> None:
+    """Create an API token for the user EMAIL and print it (it is shown only once)."""
+    try:
+        with db.transaction() as session:
+            token = accounts.create_token(session, accounts.get_user_by_email(session, email), name)
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+
+
+@main.command("worker")
+@click.option("--queues", default=None, help="Comma-separated queues (default: all).")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--no-scheduler", is_flag=True, help="Do not run RQ's scheduler in this worker.")
+@with_appcontext
+def worker(queues: str | None, burst: bool, no_scheduler: bool) -> None:
+    """Run an RQ worker on every queue, with the scheduler for timed jobs."""
+    from outreach.queue import QUEUES, make_worker
+
+    names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    make_worker(current_app._get_current_object(), names).work(  # type: ignore[attr-defined]
+        burst=burst, with_scheduler=not no_scheduler, logging_level="INFO")
+
+
+@main.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+def dev(host: str, port: int, workers: int) -> None:
+    """The embedded all-in-one: migrate, Redis, web server and worker; Ctrl-C stops all."""
+    from outreach.devserver import run_dev
+
+    run_dev(host, port, workers)
+
+
+if __name__ == "__main__":
+    main()

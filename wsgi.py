@@ -1,0 +1,5 @@
+"""WSGI entry point for gunicorn (Procfile: web)."""
+
+from outreach import create_app
+
+app = create_app()
