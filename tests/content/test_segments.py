@@ -65,7 +65,7 @@ def test_emoji_straddling_67_moves_whole_to_next_segment() -> None:
 
 
 def test_curly_quotes_switch_to_ucs2() -> None:
-    straight = count_segments("Don't forget: \"Rally\" at 5pm")
+    straight = count_segments('Don\'t forget: "Rally" at 5pm')
     curly = count_segments("Don\u2019t forget: \u201cRally\u201d at 5pm")
     assert straight.encoding == "GSM-7"
     assert curly.encoding == "UCS-2"
@@ -111,6 +111,7 @@ PARITY_BODIES = [
     "Don\u2019t miss it \U0001f1fa\U0001f1f8",
     "Line one\nLine two\r\n[brackets] ~tilde~ |pipe| \\ ^",
     "é" * 200,
+    GSM7_BASIC + GSM7_EXTENDED,  # the two alphabets must match character for character
 ]
 
 
