@@ -50,6 +50,7 @@ def _init_extensions(app: Flask) -> None:
     from outreach import api, auth, db, queue, web
     from outreach.accounts.views import bp as accounts_bp
     from outreach.channels.views import bp as outbox_bp
+    from outreach.contacts.views import bp as contacts_bp
 
     db.init_app(app)
     queue.init_app(app)
@@ -59,6 +60,7 @@ def _init_extensions(app: Flask) -> None:
     app.register_blueprint(web.bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(outbox_bp)
+    app.register_blueprint(contacts_bp)
     api.init_app(app, csrf)
     web.register_error_pages(app)
     app.view_functions["static"]._outreach_public = True  # type: ignore[attr-defined]

@@ -119,5 +119,16 @@ def dev(host: str, port: int, workers: int) -> None:
     run_dev(host, port, workers)
 
 
+def _add_domain_commands() -> None:
+    """Attach the command groups that domain packages contribute."""
+    from outreach.contacts.cli import contacts
+    from outreach.emulators.cli import emulators
+
+    main.add_command(contacts)
+    main.add_command(emulators)
+
+
+_add_domain_commands()
+
 if __name__ == "__main__":
     main()

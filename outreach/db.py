@@ -110,6 +110,15 @@ def transaction() -> Iterator[Session]:
         raise
 
 
+def insert_ignore(table: Any, dialect_name: str) -> Any:
+    """An INSERT that skips rows violating a unique constraint (ON CONFLICT DO NOTHING)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
 def is_postgres() -> bool:
     """True when the current database is PostgreSQL."""
     return engine().dialect.name == "postgresql"
@@ -119,6 +128,8 @@ def is_postgres() -> bool:
 MODEL_MODULES = (
     "outreach.accounts.models",
     "outreach.channels.models",
+    "outreach.files.models",
+    "outreach.contacts.models",
 )
 
 

@@ -105,3 +105,7 @@ def create_test_message() -> Any:
     job_id = queue_test_message(data.get("channel", ""), data.get("to", ""),
                                 data.get("subject", ""), data.get("body", ""))
     return jsonify({"job_id": job_id, "status": "queued"}), 202
+
+
+# Domain routes register themselves on `bp` when imported.
+from outreach.api import contacts as _contacts  # noqa: E402,F401
