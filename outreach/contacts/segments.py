@@ -70,6 +70,11 @@ def _validate_rule(rule: Any) -> None:
         except ValueError:
             raise ValidationError(
                 "Invalid rule", {"rules": f"{op} needs a YYYY-MM-DD date"}) from None
+    if op in ("gt", "lt"):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise ValidationError("Invalid rule", {"rules": f"{op} needs a number"}) from None
     if field.startswith("consent_") and value not in ("granted", "revoked", "none"):
         raise ValidationError("Invalid rule", {"rules": "consent is granted, revoked or none"})
     if value is None or isinstance(value, (dict, list)):
@@ -132,8 +137,9 @@ def _text_condition(column: Any, op: str, value: Any) -> ColumnElement[bool]:
         return lowered.contains(text, autoescape=True)
     if op == "starts_with":
         return lowered.startswith(text, autoescape=True)
-    number = float(value)  # gt / lt compare custom fields as numbers
-    as_number = sa.cast(column, sa.Float)
+    number = float(value)  # gt / lt compare custom fields as numbers; non-numbers never match
+    as_number = sa.case((column.regexp_match(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"),
+                         sa.cast(column, sa.Float)))
     return as_number > number if op == "gt" else as_number < number
 
 
