@@ -101,9 +101,12 @@ def tokens_create(email: str, name: str) -> None:
 @with_appcontext
 def worker(queues: str | None, burst: bool, no_scheduler: bool) -> None:
     """Run an RQ worker on every queue, with the scheduler for timed jobs."""
+    from outreach.blasts.pipeline import schedule_reconciler
     from outreach.queue import QUEUES, make_worker
 
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    if not burst:
+        schedule_reconciler()  # crash repair runs every minute while any worker runs
     make_worker(current_app._get_current_object(), names).work(  # type: ignore[attr-defined]
         burst=burst, with_scheduler=not no_scheduler, logging_level="INFO")
 

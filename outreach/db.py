@@ -130,6 +130,8 @@ MODEL_MODULES = (
     "outreach.channels.models",
     "outreach.files.models",
     "outreach.contacts.models",
+    "outreach.content.models",
+    "outreach.blasts.models",
 )
 
 

@@ -80,11 +80,14 @@ def enqueue(
 
 
 def enqueue_many(
-    queue_name: str, func: Callable[..., Any], arg_lists: Sequence[tuple]
+    queue_name: str, func: Callable[..., Any], arg_lists: Sequence[tuple],
+    job_ids: Sequence[str] | None = None,
 ) -> list[Job]:
     """Enqueue many jobs of one function in a single Redis round trip."""
     queue = get_queue(queue_name)
-    data = [Queue.prepare_data(func, args=args, **JOB_DEFAULTS) for args in arg_lists]
+    ids: Sequence[str | None] = job_ids if job_ids is not None else [None] * len(arg_lists)
+    data = [Queue.prepare_data(func, args=args, job_id=job_id, **JOB_DEFAULTS)
+            for args, job_id in zip(arg_lists, ids, strict=True)]
     return queue.enqueue_many(data)
 
 

@@ -1,0 +1,257 @@
+"""The send pipeline's jobs: prepare a blast in SQL, then send it in claimed batches.
+
+1. `prepare_blast` writes every message row with one INSERT ... SELECT (consent and
+   suppression joins included) and enqueues batch jobs over id ranges of at most 1000.
+2. `send_batch` claims its due rows atomically (queued -> sending, committed before any
+   provider call), sends them, and records each outcome; a retried or duplicated job finds
+   nothing left to claim, so nobody is messaged twice.
+3. `reconcile` (every minute) marks rows stuck in "sending" after a crash as "unknown" (never
+   resent) and re-enqueues batches whose jobs vanished with Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from rq.job import Job, JobStatus
+
+from outreach import db as database
+from outreach.blasts import sending
+from outreach.blasts.audience import address_column, audience_condition
+from outreach.blasts.models import Blast, BlastStatus, Link, Message, MessageStatus
+from outreach.blasts.windows import apply_windows, roll_expired_windows
+from outreach.contacts.models import Contact, Suppression
+from outreach.db import insert_ignore, utcnow
+from outreach.queue import enqueue, enqueue_many, get_queue, redis
+
+log = logging.getLogger(__name__)
+BATCH_SIZE = 1000
+ACTIVE = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
+
+
+def start_blast(blast: Blast) -> None:
+    """Queue the preparation of a launched blast, now or at its send time."""
+    if blast.status == BlastStatus.SCHEDULED:
+        enqueue("prepare", prepare_blast, blast.id, at=blast.send_at,
+                job_id=f"prepare-{blast.id}-{int(blast.send_at.timestamp())}")
+    else:
+        enqueue("prepare", prepare_blast, blast.id, job_id=f"prepare-{blast.id}")
+
+
+def prepare_blast(blast_id: int) -> None:
+    """Write the blast's messages for its whole audience in SQL and enqueue the batches."""
+    session = database.session()
+    blast = session.get(Blast, blast_id)
+    if blast is None or blast.status not in (BlastStatus.SCHEDULED, BlastStatus.PREPARING):
+        return  # paused, canceled or already prepared: nothing to do
+    blast.status = BlastStatus.PREPARING.value
+    session.commit()
+    dialect = session.get_bind().dialect.name
+    address = address_column(blast.channel)
+    now = utcnow()
+    session.execute(insert_ignore(Message.__table__, dialect).from_select(
+        ["blast_id", "contact_id", "address", "status", "attempts", "updated_at"],
+        sa.select(sa.literal(blast.id), Contact.id, address,
+                  sa.literal(MessageStatus.QUEUED.value), sa.literal(0),
+                  sa.literal(now, Message.updated_at.type))
+        .where(audience_condition(session, blast)).order_by(Contact.id)))
+    apply_windows(session, blast, now)
+    links = sending.compiled_email(blast).links if blast.channel == "email" else ()
+    if links:
+        session.execute(insert_ignore(Link.__table__, dialect),
+                        [{"blast_id": blast.id, "position": i, "url": url}
+                         for i, url in enumerate(links)])
+    blast.total = int(session.scalar(sa.select(sa.func.count()).select_from(Message)
+                                     .where(Message.blast_id == blast.id)) or 0)
+    # Only move on if nobody paused or canceled the blast meanwhile.
+    moved = session.execute(sa.update(Blast).where(
+        Blast.id == blast.id, Blast.status == BlastStatus.PREPARING.value)
+        .values(status=BlastStatus.SENDING.value, total=blast.total)).rowcount
+    session.commit()
+    if moved:
+        enqueue_batches(blast.id)
+        finish_if_done(blast.id)
+
+
+def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, int]]:
+    """(first id, last id) of consecutive groups of at most 1000 of a blast's messages."""
+    session = database.session()
+    numbered = sa.select(
+        Message.id, ((sa.func.row_number().over(order_by=Message.id) - 1) / BATCH_SIZE)
+        .label("n")).where(Message.blast_id == blast_id)
+    if only_queued:
+        numbered = numbered.where(Message.status == MessageStatus.QUEUED.value)
+    sub = numbered.subquery()
+    rows = session.execute(sa.select(sa.func.min(sub.c.id), sa.func.max(sub.c.id))
+                           .group_by(sub.c.n).order_by(sa.func.min(sub.c.id)))
+    return [(int(a), int(b)) for a, b in rows]
+
+
+def enqueue_batches(blast_id: int, only_queued: bool = False) -> int:
+    """Enqueue one send job per id range, all in one Redis round trip."""
+    session = database.session()
+    blast = session.get(Blast, blast_id)
+    assert blast is not None
+    ranges = batch_ranges(blast_id, only_queued)
+    enqueue_many(blast.channel, send_batch, [(blast_id, a, b) for a, b in ranges],
+                 job_ids=[batch_job_id(blast_id, a) for a, _ in ranges])
+    return len(ranges)
+
+
+def batch_job_id(blast_id: int, first_id: int) -> str:
+    """The RQ job id of a batch, so a reconciler can tell whether it is still queued."""
+    return f"send-{blast_id}-{first_id}"
+
+
+def drop_opted_out(blast: Blast, first_id: int, last_id: int) -> None:
+    """Cancel queued rows whose contact opted out or was suppressed since preparation."""
+    session = database.session()
+    address = address_column(blast.channel)
+    state = Contact.email_consent if blast.channel == "email" else Contact.sms_consent
+    gone = sa.or_(
+        sa.exists().where(Suppression.channel == blast.channel,
+                          Suppression.address == Message.address),
+        ~sa.exists().where(Contact.id == Message.contact_id, state == "granted",
+                           address == Message.address))
+    session.execute(sa.update(Message).where(
+        Message.blast_id == blast.id, Message.id.between(first_id, last_id),
+        Message.status == MessageStatus.QUEUED.value, gone)
+        .values(status=MessageStatus.CANCELED.value, updated_at=utcnow(),
+                error="opted out or suppressed before sending")
+        .execution_options(synchronize_session=False))
+    session.commit()
+
+
+def claim(blast_id: int, first_id: int, last_id: int) -> list[Any]:
+    """Atomically move this range's due rows from queued to sending and return them."""
+    session = database.session()
+    now = utcnow()
+    due = sa.and_(Message.blast_id == blast_id, Message.id.between(first_id, last_id),
+                  Message.status == MessageStatus.QUEUED.value,
+                  sa.or_(Message.not_before.is_(None), Message.not_before <= now))
+    if session.get_bind().dialect.name == "postgresql":
+        # SKIP LOCKED lets a duplicated job pass over rows another job is claiming.
+        target = Message.id.in_(sa.select(Message.id).where(due)
+                                .with_for_update(skip_locked=True).scalar_subquery())
+    else:
+        target = due  # SQLite runs one writer at a time: the UPDATE itself is atomic
+    rows = session.execute(
+        sa.update(Message).where(target)
+        .values(status=MessageStatus.SENDING.value, claimed_at=now,
+                attempts=Message.attempts + 1, updated_at=now)
+        .returning(Message.id, Message.contact_id, Message.address, Message.attempts)
+        .execution_options(synchronize_session=False)).all()
+    session.commit()  # the claim is durable before any provider call
+    return sorted(rows, key=lambda r: r.id)
+
+
+def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
+    """Send the due messages of one id range of a blast; returns how many were attempted."""
+    session = database.session()
+    blast = session.get(Blast, blast_id)
+    if blast is None or blast.status != BlastStatus.SENDING:
+        return 0  # paused or canceled: resume re-enqueues what is left
+    roll_expired_windows(session, blast, first_id, last_id)
+    drop_opted_out(blast, first_id, last_id)
+    rows = claim(blast_id, first_id, last_id)
+    if rows:
+        sending.send_rows(blast, rows)
+    _reschedule_rest(blast_id, first_id, last_id)
+    sending.check_circuit_breaker(blast_id)
+    finish_if_done(blast_id)
+    return len(rows)
+
+
+def _reschedule_rest(blast_id: int, first_id: int, last_id: int) -> None:
+    """Queue this batch again for its rows that are not due yet (windows, retries)."""
+    session = database.session()
+    nxt = session.scalar(sa.select(sa.func.min(Message.not_before)).where(
+        Message.blast_id == blast_id, Message.id.between(first_id, last_id),
+        Message.status == MessageStatus.QUEUED.value))
+    pending = session.scalar(sa.select(sa.func.count()).select_from(Message).where(
+        Message.blast_id == blast_id, Message.id.between(first_id, last_id),
+        Message.status == MessageStatus.QUEUED.value))
+    if not pending:
+        return
+    at = max(nxt or utcnow(), utcnow() + timedelta(seconds=1))
+    blast = session.get(Blast, blast_id)
+    assert blast is not None
+    enqueue(blast.channel, send_batch, blast_id, first_id, last_id, at=at,
+            job_id=f"{batch_job_id(blast_id, first_id)}-at{int(at.timestamp())}")
+
+
+def finish_if_done(blast_id: int) -> bool:
+    """Mark a sending blast done once no message is queued or being sent."""
+    session = database.session()
+    open_rows = sa.exists().where(Message.blast_id == blast_id, Message.status.in_(
+        [MessageStatus.QUEUED.value, MessageStatus.SENDING.value]))
+    done = session.execute(sa.update(Blast).where(
+        Blast.id == blast_id, Blast.status == BlastStatus.SENDING.value, ~open_rows)
+        .values(status=BlastStatus.DONE.value, finished_at=utcnow(), status_reason=None)
+    ).rowcount
+    session.commit()
+    return bool(done)
+
+
+def reconcile() -> dict[str, int]:
+    """Repair what crashes leave: stale claims become unknown; vanished batches are requeued."""
+    session = database.session()
+    stale = utcnow() - timedelta(seconds=current_app.config["SEND_STALE_SECONDS"])
+    unknown = session.execute(sa.update(Message).where(
+        Message.status == MessageStatus.SENDING.value, Message.claimed_at < stale)
+        .values(status=MessageStatus.UNKNOWN.value, updated_at=utcnow(),
+                error="the worker stopped while sending; the provider may have it")
+        .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    requeued = 0
+    for blast in session.scalars(sa.select(Blast).where(Blast.status.in_(ACTIVE))).all():
+        if blast.status == BlastStatus.PREPARING:
+            if not _job_alive(f"prepare-{blast.id}"):
+                enqueue("prepare", prepare_blast, blast.id, job_id=f"prepare-{blast.id}")
+                requeued += 1
+            continue
+        ranges = batch_ranges(blast.id, only_queued=True)
+        retries = _scheduled_retries(blast.channel)
+        lost = [(a, b) for a, b in ranges if not _job_alive(batch_job_id(blast.id, a))
+                and batch_job_id(blast.id, a) not in retries]
+        if lost:
+            enqueue_many(blast.channel, send_batch, [(blast.id, a, b) for a, b in lost],
+                         job_ids=[batch_job_id(blast.id, a) for a, _ in lost])
+            requeued += len(lost)
+        finish_if_done(blast.id)
+    return {"unknown": int(unknown or 0), "requeued": requeued}
+
+
+def _job_alive(job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=redis())
+    except Exception:  # noqa: BLE001 - NoSuchJobError and friends: the job is gone
+        return False
+    return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED,
+                                             JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+def _scheduled_retries(queue_name: str) -> set[str]:
+    """Batch job ids that have a later run waiting in the queue's scheduled registry."""
+    registry = get_queue(queue_name).scheduled_job_registry
+    return {job_id.rsplit("-at", 1)[0] for job_id in registry.get_job_ids()}
+
+
+RECONCILE_JOB_ID = "outreach-reconcile"
+
+
+def schedule_reconciler(interval: int = 60) -> None:
+    """Keep one reconcile job running every `interval` seconds (idempotent)."""
+    enqueue("default", run_reconciler, interval, job_id=RECONCILE_JOB_ID,
+            at=utcnow() + timedelta(seconds=interval))
+
+
+def run_reconciler(interval: int = 60) -> dict[str, int]:
+    """The periodic job: reconcile, then schedule the next run."""
+    result = reconcile()
+    schedule_reconciler(interval)
+    return result

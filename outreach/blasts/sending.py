@@ -1,0 +1,221 @@
+"""Turning claimed rows into provider calls, and provider answers into message states."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from email.utils import parseaddr
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from outreach import db as database
+from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus
+from outreach.channels import email_channel, sms_channel
+from outreach.channels.base import EmailBatch, EmailRecipient, Outcome, SendResult, Sms
+from outreach.contacts import consent
+from outreach.contacts.models import Channel, Contact, Suppression
+from outreach.content import merge
+from outreach.content.compile import CompiledEmail, CompiledSms, compile_email, compile_sms
+from outreach.content.models import TemplateVersion
+from outreach.content.service import merge_context
+from outreach.db import insert_ignore, utcnow
+from outreach.tokens import make_token
+
+log = logging.getLogger(__name__)
+MERGE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
+                 Contact.postal_code, Contact.timezone, Contact.fields)
+
+
+def compiled_email(blast: Blast) -> CompiledEmail:
+    """The blast's compiled email (built once per process and version)."""
+    assert blast.template_version_id is not None
+    return _compiled_email(blast.template_version_id, current_app.config["PUBLIC_BASE_URL"])
+
+
+@lru_cache(maxsize=64)
+def _compiled_email(version_id: int, base_url: str) -> CompiledEmail:
+    version = database.session().get(TemplateVersion, version_id)
+    assert version is not None
+    return compile_email(version, base_url)
+
+
+@lru_cache(maxsize=64)
+def _compiled_sms(version_id: int) -> tuple[CompiledSms, str | None, str | None]:
+    version = database.session().get(TemplateVersion, version_id)
+    assert version is not None
+    return compile_sms(version), version.from_name, version.reply_to
+
+
+def _contacts(ids: list[int]) -> dict[int, Any]:
+    rows = database.session().execute(sa.select(*MERGE_COLUMNS).where(Contact.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
+def send_rows(blast: Blast, rows: list[Any]) -> None:
+    """Send claimed rows through the blast's channel and record every outcome."""
+    if blast.channel == "email":
+        results = _send_email(blast, rows)
+    else:
+        results = _send_sms(blast, rows)
+    record_results(blast, results)
+
+
+def _send_email(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
+    config = current_app.config
+    compiled = compiled_email(blast)
+    version = database.session().get(TemplateVersion, blast.template_version_id)
+    assert version is not None
+    default_name, default_email = parseaddr(config["EMAIL_FROM"])
+    base = config["PUBLIC_BASE_URL"].rstrip("/")
+    contacts = _contacts([r.contact_id for r in rows if r.contact_id])
+    secret = config["SECRET_KEY"]
+    recipients = []
+    for row in rows:
+        contact = contacts.get(row.contact_id)
+        context = merge_context(contact) if contact is not None else merge_context(_Empty())
+        token = make_token(row.id, secret)
+        unsubscribe = f"{base}/u/{token}"
+        name = " ".join(filter(None, [context["first_name"], context["last_name"]]))
+        recipients.append(EmailRecipient(
+            email=row.address, name=name,
+            substitutions=merge.substitutions(compiled.merges, context, token, unsubscribe),
+            headers={"List-Unsubscribe": f"<{unsubscribe}>"},
+            custom_args={"outreach_message_id": str(row.id)}))
+    batch = EmailBatch(
+        from_email=default_email or "outreach@example.org",
+        from_name=version.from_name or default_name, subject=compiled.subject,
+        html=compiled.html, text=compiled.text, recipients=recipients,
+        reply_to=version.reply_to, categories=[f"blast-{blast.id}"],
+        headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        custom_args={"outreach_blast_id": str(blast.id)})
+    return list(zip(rows, email_channel().send_batch(batch), strict=True))
+
+
+def _send_sms(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
+    config = current_app.config
+    assert blast.template_version_id is not None
+    compiled, _, _ = _compiled_sms(blast.template_version_id)
+    contacts = _contacts([r.contact_id for r in rows if r.contact_id])
+    callback = f"{config['PUBLIC_BASE_URL'].rstrip('/')}/webhooks/twilio/status"
+    sender = config.get("TWILIO_MESSAGING_SERVICE_SID") or config.get("TWILIO_FROM") or ""
+    channel = sms_channel()
+    limiter = _limiter(sender, blast)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def one(row: Any) -> tuple[Any, SendResult]:
+        contact = contacts.get(row.contact_id)
+        context = merge_context(contact) if contact is not None else merge_context(_Empty())
+        subs = merge.substitutions(compiled.merges, context, "", "")
+        body = compiled.body
+        for tag, value in subs.items():
+            body = body.replace(tag, value)
+        if limiter is not None:
+            limiter.wait(1)
+        with app.app_context():
+            return row, channel.send(Sms(to=row.address, body=body, status_callback=callback))
+
+    with ThreadPoolExecutor(max_workers=max(1, config["SMS_CONCURRENCY"])) as pool:
+        return list(pool.map(one, rows))
+
+
+def _limiter(sender: str, blast: Blast) -> Any:
+    from outreach.channels.ratelimit import for_sender
+
+    return for_sender(current_app._get_current_object(), sender)  # type: ignore[attr-defined]
+
+
+class _Empty:
+    first_name = last_name = email = phone = postal_code = timezone = None
+    fields: dict[str, Any] = {}
+
+
+def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
+    """Write each outcome forward-only; suppress addresses the provider says never to retry."""
+    session = database.session()
+    table = Message.__table__
+    now = utcnow()
+    updates: list[dict[str, Any]] = []
+    retry_after = 0.0
+    for row, result in results:
+        status = {Outcome.ACCEPTED: MessageStatus.SENT, Outcome.REJECTED: MessageStatus.FAILED,
+                  Outcome.UNKNOWN: MessageStatus.UNKNOWN, Outcome.RETRY: MessageStatus.QUEUED
+                  }[result.outcome].value
+        not_before = None
+        if result.outcome is Outcome.RETRY:
+            delay = max(result.retry_after or 0, min(300.0, 2.0 ** min(row.attempts, 8)))
+            retry_after = max(retry_after, delay)
+            not_before = now + timedelta(seconds=delay)
+        updates.append({"mid": row.id, "status": status, "provider_id": result.provider_id,
+                        "error": result.error, "error_code": result.error_code,
+                        "segments": result.segments, "not_before": not_before,
+                        "sent_at": now if status == MessageStatus.SENT else None, "now": now})
+    session.execute(table.update().where(
+        table.c.id == sa.bindparam("mid"), table.c.status == MessageStatus.SENDING.value)
+        .values(status=sa.bindparam("status"), provider_id=sa.bindparam("provider_id"),
+                error=sa.bindparam("error"), error_code=sa.bindparam("error_code"),
+                segments=sa.bindparam("segments"),
+                not_before=sa.bindparam("not_before", type_=table.c.not_before.type),
+                sent_at=sa.bindparam("sent_at", type_=table.c.sent_at.type),
+                updated_at=sa.bindparam("now", type_=table.c.updated_at.type)), updates)
+    suppress = [(row, result) for row, result in results if result.suppress]
+    for row, result in suppress:
+        _suppress(session, blast, row, result)
+    session.commit()
+    if retry_after:
+        log.info("blast %s: %d messages to retry in %.0f s", blast.id,
+                 sum(1 for _, r in results if r.outcome is Outcome.RETRY), retry_after)
+
+
+def _suppress(session: Any, blast: Blast, row: Any, result: SendResult) -> None:
+    """A permanent provider refusal: suppress the address; a STOP also revokes consent."""
+    channel = Channel(blast.channel)
+    contact = session.get(Contact, row.contact_id) if row.contact_id else None
+    if result.suppress == "stop" and contact is not None:
+        consent.revoke_and_suppress(session, contact, channel, "stop", "provider",
+                                    {"error_code": result.error_code, "blast_id": blast.id})
+        return
+    dialect = session.get_bind().dialect.name
+    session.execute(insert_ignore(Suppression.__table__, dialect).values(
+        channel=channel.value, address=row.address, reason=result.suppress,
+        note=f"provider error {result.error_code or ''} in blast {blast.id}".strip(),
+        created_at=utcnow()))
+
+
+def check_circuit_breaker(blast_id: int) -> None:
+    """Pause a blast whose recent permanent failures or opt-outs pass the thresholds."""
+    config = current_app.config
+    session = database.session()
+    window = config["BREAKER_WINDOW"]
+    recent = (sa.select(Message.status, Message.address).where(
+        Message.blast_id == blast_id, Message.status.in_(
+            ["sent", "delivered", "bounced", "failed", "unknown"]))
+        .order_by(Message.id.desc()).limit(window).subquery())
+    total, failed = session.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((recent.c.status == "failed", 1),
+                                                             else_=0)), 0))).one()
+    if total < min(100, window):
+        return  # too few to judge
+    blast = session.get(Blast, blast_id)
+    assert blast is not None
+    optouts = session.scalar(sa.select(sa.func.count()).select_from(Suppression).where(
+        Suppression.channel == blast.channel,
+        Suppression.reason.in_(["unsubscribed", "stop", "spam_report"]),
+        Suppression.address.in_(sa.select(recent.c.address)))) or 0
+    reason = None
+    if failed / total > config["BREAKER_MAX_FAILURE_RATE"]:
+        reason = (f"Paused automatically: {failed} of the last {total} messages failed "
+                  f"permanently ({failed / total:.1%}, limit "
+                  f"{config['BREAKER_MAX_FAILURE_RATE']:.0%}).")
+    elif optouts / total > config["BREAKER_MAX_OPTOUT_RATE"]:
+        reason = (f"Paused automatically: {optouts} of the last {total} recipients opted out "
+                  f"({optouts / total:.1%}, limit {config['BREAKER_MAX_OPTOUT_RATE']:.0%}).")
+    if reason:
+        session.execute(sa.update(Blast).where(Blast.id == blast_id,
+                                               Blast.status == BlastStatus.SENDING.value)
+                        .values(status=BlastStatus.PAUSED.value, status_reason=reason))
+        session.commit()
+        log.warning("blast %s: %s", blast_id, reason)
