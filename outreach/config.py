@@ -37,7 +37,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMS_QUIET_START": "08:00",
     "SMS_QUIET_END": "21:00",
     "SMS_QUIET_END_FL_OK": "20:00",
-    "SMS_RATE_PER_SENDER": "",
+    "SMS_RATE_PER_SENDER": None,
     "SMS_CONCURRENCY": "16",
     "SEND_STALE_SECONDS": "600",
     "BREAKER_WINDOW": "500",

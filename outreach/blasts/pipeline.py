@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from rq.job import Job, JobStatus
+from sqlalchemy.orm import aliased
 
 from outreach import db as database
 from outreach.blasts import sending
@@ -59,6 +60,8 @@ def prepare_blast(blast_id: int) -> None:
                   sa.literal(MessageStatus.QUEUED.value), sa.literal(0),
                   sa.literal(now, Message.updated_at.type))
         .where(audience_condition(session, blast)).order_by(Contact.id)))
+    if dialect == "postgresql":
+        session.execute(sa.text("ANALYZE messages"))  # a million new rows: fresh statistics
     apply_windows(session, blast, now)
     links = sending.compiled_email(blast).links if blast.channel == "email" else ()
     if links:
@@ -81,7 +84,7 @@ def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, in
     """(first id, last id) of consecutive groups of at most 1000 of a blast's messages."""
     session = database.session()
     numbered = sa.select(
-        Message.id, ((sa.func.row_number().over(order_by=Message.id) - 1) / BATCH_SIZE)
+        Message.id, ((sa.func.row_number().over(order_by=Message.id) - 1) // BATCH_SIZE)
         .label("n")).where(Message.blast_id == blast_id)
     if only_queued:
         numbered = numbered.where(Message.status == MessageStatus.QUEUED.value)
@@ -135,8 +138,12 @@ def claim(blast_id: int, first_id: int, last_id: int) -> list[Any]:
                   sa.or_(Message.not_before.is_(None), Message.not_before <= now))
     if session.get_bind().dialect.name == "postgresql":
         # SKIP LOCKED lets a duplicated job pass over rows another job is claiming.
-        target = Message.id.in_(sa.select(Message.id).where(due)
-                                .with_for_update(skip_locked=True).scalar_subquery())
+        row = aliased(Message)
+        due_rows = sa.and_(row.blast_id == blast_id, row.id.between(first_id, last_id),
+                           row.status == MessageStatus.QUEUED.value,
+                           sa.or_(row.not_before.is_(None), row.not_before <= now))
+        target = Message.id.in_(sa.select(row.id).where(due_rows).with_for_update(
+            skip_locked=True).correlate(None).scalar_subquery())
     else:
         target = due  # SQLite runs one writer at a time: the UPDATE itself is atomic
     rows = session.execute(

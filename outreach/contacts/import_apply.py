@@ -36,6 +36,10 @@ def apply_import(db: Session, imp: Import) -> None:
     dialect = db.get_bind().dialect.name
     mine = R.import_id == imp.id
     now = utcnow()
+    if dialect == "postgresql":
+        # The staging rows arrived by COPY just now: without statistics the planner picks
+        # nested loops over them, which turns the set-based steps below quadratic.
+        db.execute(sa.text("ANALYZE import_rows"))
     for column in ("email", "phone"):
         _reject_duplicates(db, imp.id, column)
     _match_existing(db, imp.id)
@@ -68,18 +72,20 @@ def _count(db: Session, *conditions: Any) -> int:
 
 def _reject_duplicates(db: Session, import_id: int, column: str) -> None:
     """Reject each row repeating an address of an earlier row of the file."""
-    col = getattr(R, column)
-    first = (sa.select(col.label("address"), sa.func.min(R.line).label("first_line"))
-             .where(R.import_id == import_id, col.is_not(None))
+    inner = aliased(R)  # not correlated with the DELETE's own import_rows
+    col = getattr(inner, column)
+    first = (sa.select(col.label("address"), sa.func.min(inner.line).label("first_line"))
+             .where(inner.import_id == import_id, col.is_not(None))
              .group_by(col).having(sa.func.count() > 1).subquery())
-    later = (sa.select(R.line).join(first, first.c.address == col)
-             .where(R.import_id == import_id, R.line != first.c.first_line))
+    later = (sa.select(inner.line).join(first, first.c.address == col)
+             .where(inner.import_id == import_id, inner.line != first.c.first_line))
     reason = (sa.literal(f"duplicate in file (same {column} as line ")
               + sa.cast(first.c.first_line, sa.String) + sa.literal(")"))
     db.execute(sa.insert(ImportRejection).from_select(
         ["import_id", "line", "reason", "values"],
-        later.with_only_columns(sa.literal(import_id), R.line, reason, R.raw)))
-    db.execute(sa.delete(R).where(R.import_id == import_id, R.line.in_(later.scalar_subquery())))
+        later.with_only_columns(sa.literal(import_id), inner.line, reason, inner.raw)))
+    doomed = later.correlate(None).scalar_subquery()
+    db.execute(sa.delete(R).where(R.import_id == import_id, R.line.in_(doomed)))
 
 
 def _match_existing(db: Session, import_id: int) -> None:
