@@ -25,6 +25,7 @@ from outreach.blasts import sending
 from outreach.blasts.audience import address_column, audience_condition
 from outreach.blasts.models import Blast, BlastStatus, Link, Message, MessageStatus
 from outreach.blasts.windows import apply_windows, roll_expired_windows
+from outreach.channels.errors import ChannelConfigError
 from outreach.contacts.models import Contact, Suppression
 from outreach.db import insert_ignore, utcnow
 from outreach.queue import enqueue, enqueue_many, get_queue, redis
@@ -166,11 +167,31 @@ def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
     drop_opted_out(blast, first_id, last_id)
     rows = claim(blast_id, first_id, last_id)
     if rows:
-        sending.send_rows(blast, rows)
+        try:
+            sending.send_rows(blast, rows)
+        except ChannelConfigError as exc:
+            # Nothing left for the provider: put the rows back and stop until someone fixes
+            # the settings, then fail the job so RQ records why.
+            release(blast_id, [r.id for r in rows], f"Paused: the provider refused our "
+                    f"configuration ({exc}). Fix the settings, then resume.")
+            raise
     _reschedule_rest(blast_id, first_id, last_id)
     sending.check_circuit_breaker(blast_id)
     finish_if_done(blast_id)
     return len(rows)
+
+
+def release(blast_id: int, message_ids: list[int], reason: str) -> None:
+    """Return claimed rows to the queue and pause the blast with a reason."""
+    session = database.session()
+    session.rollback()
+    session.execute(sa.update(Message).where(Message.id.in_(message_ids),
+                                             Message.status == MessageStatus.SENDING.value)
+                    .values(status=MessageStatus.QUEUED.value, claimed_at=None)
+                    .execution_options(synchronize_session=False))
+    session.execute(sa.update(Blast).where(Blast.id == blast_id, Blast.status.in_(ACTIVE))
+                    .values(status=BlastStatus.PAUSED.value, status_reason=reason))
+    session.commit()
 
 
 def _reschedule_rest(blast_id: int, first_id: int, last_id: int) -> None:

@@ -131,3 +131,24 @@ def test_worker_killed_mid_batch_messages_once_or_unknown(sg_app, sendgrid, tmp_
             assert got[address] == 1, address
         else:
             assert status == "unknown" and got[address] <= 1
+
+
+def test_a_refused_api_key_pauses_the_blast_and_loses_nothing(sg_app, sendgrid):
+    list_id = audience(sg_app, 10)
+    sg_app.extensions.pop("email_channel", None)
+    sg_app.config["SENDGRID_API_KEY"] = "SG.wrong"
+    blast_id = launch_blast(sg_app, email_template(sg_app), [list_id])
+    make_worker(sg_app, simple=True).work(burst=True, logging_level="CRITICAL")
+    state = blast_state(sg_app, blast_id)
+    assert state["status"] == "paused" and "SENDGRID_API_KEY" in state["status_reason"]
+    assert state["counts"]["queued"] == 10 and not sendgrid.recipients
+    sg_app.extensions.pop("email_channel", None)
+    sg_app.config["SENDGRID_API_KEY"] = "SG.test-key"
+    with sg_app.app_context():
+        from outreach.blasts import service
+
+        with db.transaction() as session:
+            service.resume(session, blast_id)
+        pipeline.enqueue_batches(blast_id, only_queued=True)
+    state = run_until_done(sg_app, blast_id)
+    assert state["counts"]["sent"] == 10 and len(received(sendgrid)) == 10
