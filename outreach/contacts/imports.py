@@ -294,16 +294,19 @@ def rejections_csv(db: Session, import_id: int) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["line", "reason"])
-    last = 0
+    last = (0, 0)
     while True:
+        # Keyset on (line, id): the report is in file order, whatever order rows were rejected.
         batch = db.execute(sa.select(ImportRejection.id, ImportRejection.line,
                                      ImportRejection.reason, ImportRejection.values)
                            .where(ImportRejection.import_id == import_id,
-                                  ImportRejection.id > last)
-                           .order_by(ImportRejection.id).limit(5000)).all()
+                                  sa.tuple_(ImportRejection.line, ImportRejection.id)
+                                  > sa.tuple_(*last))
+                           .order_by(ImportRejection.line, ImportRejection.id)
+                           .limit(5000)).all()
         for row_id, line, reason, values in batch:
             writer.writerow([line, reason, *json.loads(values or "[]")])
-            last = row_id
+            last = (line, row_id)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

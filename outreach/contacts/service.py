@@ -84,7 +84,8 @@ def clean_contact_data(data: dict[str, Any], partial: bool = False) -> dict[str,
             clean["tags"] = sorted({t.strip()[:100] for t in tags})
     if "lists" in data:
         lists = data["lists"]
-        if not isinstance(lists, list) or not all(isinstance(i, int) for i in lists):
+        if not isinstance(lists, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in lists):
             errors["lists"] = "must be a list of list ids"
         else:
             clean["lists"] = lists
@@ -104,7 +105,7 @@ def _check_unique(db: Session, clean: dict[str, Any], contact_id: int | None = N
             if other is not None and other != contact_id:
                 raise Conflict(f"Another contact ({other}) already has this {key}")
             channel = Channel.EMAIL if key == "email" else Channel.SMS
-            if contact_id is None and consent.is_tombstoned(db, channel, value):
+            if consent.is_tombstoned(db, channel, value):
                 raise Conflict(f"This {key} belonged to a contact erased on request")
 
 
@@ -290,11 +291,10 @@ def search_contacts(db: Session, *, email: str | None = None, phone: str | None 
 
         query = query.where(segment_condition(db, segment_id))
     if q:
-        like = f"%{q.strip().lower()}%"
-        query = query.where(sa.or_(
-            sa.func.lower(Contact.email).like(like), Contact.phone.like(like),
-            sa.func.lower(Contact.first_name).like(like),
-            sa.func.lower(Contact.last_name).like(like)))
+        text = q.strip().lower()
+        query = query.where(sa.or_(*(
+            sa.func.lower(column).contains(text, autoescape=True)
+            for column in (Contact.email, Contact.phone, Contact.first_name, Contact.last_name))))
     return query
 
 
