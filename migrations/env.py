@@ -23,6 +23,8 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
             compare_type=True,
+            # Lets a developer generate a migration for some tables only (see README).
+            include_object=config.attributes.get("include_object"),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -38,6 +38,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings.from_environment())
     app.config.update(overrides)
     settings.finalize(app.config, Path(app.instance_path))
+    if app.config["TRUST_PROXY"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind a load balancer: the client's IP, scheme and host as it saw them (needed for
+        # Twilio's signatures, Apple-proxy detection and Secure cookies).
+        hops = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     _configure_logging(app)
     _init_extensions(app)
     return app
@@ -49,8 +56,11 @@ def _init_extensions(app: Flask) -> None:
 
     from outreach import api, auth, db, queue, web
     from outreach.accounts.views import bp as accounts_bp
+    from outreach.blasts.views import bp as blasts_bp
     from outreach.channels.views import bp as outbox_bp
     from outreach.contacts.views import bp as contacts_bp
+    from outreach.content.views import bp as content_bp
+    from outreach.tracking import views as tracking_views
 
     db.init_app(app)
     queue.init_app(app)
@@ -61,7 +71,10 @@ def _init_extensions(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(outbox_bp)
     app.register_blueprint(contacts_bp)
+    app.register_blueprint(content_bp)
+    app.register_blueprint(blasts_bp)
     api.init_app(app, csrf)
+    tracking_views.init_app(app, csrf)
     web.register_error_pages(app)
     app.view_functions["static"]._outreach_public = True  # type: ignore[attr-defined]
     app.jinja_env.autoescape = True

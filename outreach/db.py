@@ -132,6 +132,7 @@ MODEL_MODULES = (
     "outreach.contacts.models",
     "outreach.content.models",
     "outreach.blasts.models",
+    "outreach.tracking.models",
 )
 
 

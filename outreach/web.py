@@ -20,6 +20,13 @@ bp = Blueprint("web", __name__)
 # The main navigation: (endpoint, label, least role that sees it); domains add their pages.
 NAV_ITEMS: list[tuple[str, str, str]] = [
     ("web.home", "Home", "viewer"),
+    ("contacts.index", "Contacts", "viewer"),
+    ("contacts.lists", "Lists", "viewer"),
+    ("contacts.segments", "Segments", "viewer"),
+    ("contacts.imports", "Imports", "organizer"),
+    ("contacts.suppressions", "Suppressions", "viewer"),
+    ("content.templates", "Templates", "viewer"),
+    ("blasts.index", "Blasts", "viewer"),
     ("outbox.index", "Outbox", "viewer"),
     ("accounts.users", "Staff", "admin"),
 ]

@@ -50,6 +50,9 @@ def prepare_blast(blast_id: int) -> None:
     blast = session.get(Blast, blast_id)
     if blast is None or blast.status not in (BlastStatus.SCHEDULED, BlastStatus.PREPARING):
         return  # paused, canceled or already prepared: nothing to do
+    if (blast.status == BlastStatus.SCHEDULED and blast.send_at is not None
+            and blast.send_at > utcnow() + timedelta(seconds=5)):
+        return  # a job left from an earlier send time: the current one is queued for later
     blast.status = BlastStatus.PREPARING.value
     session.commit()
     dialect = session.get_bind().dialect.name
@@ -280,6 +283,10 @@ def schedule_reconciler(interval: int = 60) -> None:
 
 def run_reconciler(interval: int = 60) -> dict[str, int]:
     """The periodic job: reconcile, then schedule the next run."""
+    from outreach.tracking.buffer import flush_hits
+
     result = reconcile()
+    # A safety net for tracking hits whose flush job was lost (the views queue one per second).
+    enqueue("events", flush_hits, job_id="outreach-flush-hits")
     schedule_reconciler(interval)
     return result

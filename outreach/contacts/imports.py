@@ -154,8 +154,13 @@ def _stage(session: Session, imp: Import,
     stream, raw = open_stored(engine, imp.file_id)
     size = max(1, _file_size(session, imp.file_id))
     source = open_csv(stream)
-    mapping = {k: int(v) for k, v in (imp.column_map or match_columns(source.header)).items()}
-    custom = custom_columns(source.header, mapping)
+    column_map = dict(imp.column_map or match_columns(source.header))
+    ignored = {int(i) for i in column_map.pop("_ignore", None) or []}
+    mapping = {k: int(v) for k, v in column_map.items() if not k.startswith("custom:")}
+    # Columns neither mapped nor ignored become custom fields named after their header.
+    custom = custom_columns(source.header, {**mapping, **{f"_ignore{i}": i for i in ignored}})
+    custom.update({k.removeprefix("custom:"): int(v) for k, v in column_map.items()
+                   if k.startswith("custom:")})
     tombstones = set(session.scalars(sa.select(Tombstone.digest)))
     region = current_app.config.get("DEFAULT_REGION", "US")
     staged: list[dict[str, Any]] = []

@@ -67,8 +67,11 @@ def compile_email(version: TemplateVersion, base_url: str, track: bool = True) -
     if "%%u%%" not in version.text:
         text = text.rstrip("\n") + f"\n\n--\nUnsubscribe: {unsubscribe}\n"
     if track:
+        # The hidden honeypot link is followed only by link scanners, never by people.
+        honeypot = (f'<a href="{urls["click"]}h" style="display:none" aria-hidden="true" '
+                    f'tabindex="-1"></a>')
         pixel = f'<img src="{urls["open"]}" width="1" height="1" alt="" border="0">'
-        html = _before_body_end(html, pixel)
+        html = _before_body_end(html, honeypot + pixel)
     html = html.replace("%%u%%", unsubscribe)
     text = text.replace("%%u%%", unsubscribe)
     return CompiledEmail(subject, html, text, merges, tuple(links))

@@ -58,6 +58,32 @@ def run_until_done(app, blast_id, timeout=60):
     raise AssertionError(f"blast did not finish: {blast_state(app, blast_id)}")
 
 
+def _children(pid):
+    """Process ids whose parent is pid (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _claimed(app, blast_id):
+    """How many of the blast's messages are claimed (being sent) right now."""
+    import sqlalchemy as sa
+
+    from outreach.blasts.models import Message
+
+    with app.app_context():
+        return db.session().scalar(sa.select(sa.func.count()).select_from(Message).where(
+            Message.blast_id == blast_id, Message.status == "sending"))
+
+
 def received(sendgrid):
     """How many times each address reached the emulator."""
     return collections.Counter(r["email"] for r in sendgrid.recipients)
@@ -100,13 +126,17 @@ def test_worker_killed_mid_batch_messages_once_or_unknown(sg_app, sendgrid, tmp_
                               start_new_session=True)
     try:
         blast_id = launch_blast(sg_app, email_template(sg_app), [list_id])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(sendgrid.accepted_requests) < 1:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 90
+        # Wait until one batch was accepted and the next one is claimed and in flight.
+        while time.monotonic() < deadline and not (sendgrid.accepted_requests
+                                                   and _claimed(sg_app, blast_id)):
+            time.sleep(0.05)
         assert sendgrid.accepted_requests, "the worker never sent a batch"
-        time.sleep(0.5)  # the second batch is now in flight at the emulator
+        assert _claimed(sg_app, blast_id), "no batch was in flight"
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-request
+        # The worker and its work horse (RQ puts the horse in a process group of its own).
+        for pid in [*_children(worker.pid), worker.pid]:
+            os.kill(pid, signal.SIGKILL)
         worker.wait(timeout=10)
     sendgrid.set_delay(0)
     time.sleep(1.5)  # past SEND_STALE_SECONDS: the killed batch's claim is now stale

@@ -1,0 +1,1 @@
+"""Tracking: opens, clicks, unsubscribes, provider webhooks, bot classification, rollups."""
