@@ -226,7 +226,7 @@ def _normalize(values: list[str], mapping: dict[str, int], custom: dict[str, int
         "postal_code": (postal or "")[:20] or None, "timezone": tz,
         "region": (phone and state_for_phone(phone)) or (postal and state_for_zip(postal)) or None,
         "fields": json.dumps(fields, ensure_ascii=False) if fields else None,
-        "tags": "|".join(tags) or None, "contact_id": None, "is_new": True,
+        "tags": "|".join(tags) or None,
     }, ""
 
 

@@ -228,8 +228,8 @@ class ImportRow(Base):
 
     __tablename__ = "import_rows"
 
-    import_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign key: a staging table filled by COPY would pay a check per row for nothing.
+    import_id: Mapped[int] = mapped_column(primary_key=True)
     line: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str | None] = mapped_column(sa.String(320))
     phone: Mapped[str | None] = mapped_column(sa.String(20))
@@ -241,9 +241,6 @@ class ImportRow(Base):
     fields: Mapped[str | None] = mapped_column(sa.Text)  # JSON object text, or NULL
     tags: Mapped[str | None] = mapped_column(sa.Text)  # tag names separated by "|"
     raw: Mapped[str] = mapped_column(sa.Text, default="[]")  # the row's values, JSON text
-    contact_id: Mapped[int | None] = mapped_column()
-    # Whether the row matched no contact before the import created one.
-    is_new: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
 
 class ImportRejection(Base):

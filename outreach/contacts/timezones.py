@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
@@ -138,6 +138,19 @@ def infer_timezone(
 
 def timezone_for_phone(phone: str, country: str = "US") -> str | None:
     """The one zone a number's prefix lies in, per libphonenumber; None when it spans several."""
+    if phone.startswith("+1") and len(phone) == 12:
+        # North American zones are set per area code and exchange at the finest: answer once
+        # per "+1NPANXX" (an import of a million numbers asks for a few thousand of them).
+        return _nanp_zone(phone[:8])
+    return _zone_for(phone, country)
+
+
+@lru_cache(maxsize=65536)
+def _nanp_zone(prefix: str) -> str | None:
+    return _zone_for(prefix + "2345", "US")
+
+
+def _zone_for(phone: str, country: str) -> str | None:
     try:
         number = phonenumbers.parse(phone, country.upper() or None)
     except phonenumbers.NumberParseException:
