@@ -56,6 +56,8 @@ def _init_extensions(app: Flask) -> None:
 
     from outreach import api, auth, db, queue, web
     from outreach.accounts.views import bp as accounts_bp
+    from outreach.actions import public_views as action_public_views
+    from outreach.actions.views import bp as actions_bp
     from outreach.blasts.views import bp as blasts_bp
     from outreach.channels.views import bp as outbox_bp
     from outreach.contacts.views import bp as contacts_bp
@@ -75,6 +77,8 @@ def _init_extensions(app: Flask) -> None:
     app.register_blueprint(blasts_bp)
     api.init_app(app, csrf)
     tracking_views.init_app(app, csrf)
+    app.register_blueprint(actions_bp)
+    action_public_views.init_app(app)
     web.register_error_pages(app)
     app.view_functions["static"]._outreach_public = True  # type: ignore[attr-defined]
     app.jinja_env.autoescape = True

@@ -133,6 +133,7 @@ MODEL_MODULES = (
     "outreach.content.models",
     "outreach.blasts.models",
     "outreach.tracking.models",
+    "outreach.actions.models",
 )
 
 

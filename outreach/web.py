@@ -27,6 +27,7 @@ NAV_ITEMS: list[tuple[str, str, str]] = [
     ("contacts.suppressions", "Suppressions", "viewer"),
     ("content.templates", "Templates", "viewer"),
     ("blasts.index", "Blasts", "viewer"),
+    ("actions.pages", "Action pages", "viewer"),
     ("outbox.index", "Outbox", "viewer"),
     ("accounts.users", "Staff", "admin"),
 ]

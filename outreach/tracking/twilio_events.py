@@ -130,6 +130,10 @@ def handle_inbound(session: Session, form: dict[str, str]) -> str | None:
         reply = START_REPLY if restored else None
     elif kind == "help":
         reply = current_app.config.get("SMS_HELP_TEXT") or None
+    elif kind is None and inserted:
+        from outreach.actions.service import handle_keyword  # a keyword join ("JOIN", ...)
+
+        reply = handle_keyword(session, phone, form.get("To") or "", form.get("Body") or "")
     session.commit()
     if kind == "stop" and inserted:
         _count_stop(session, phone, sid, (form.get("Body") or "").strip())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 import sqlalchemy as sa
@@ -95,7 +96,7 @@ def click(token: str, position: int) -> Any:
                                     _seconds_since(row.sent_at),
                                     current_app.config.get("MACHINE_CLICK_SECONDS", 2))
     _buffer("click", message_id, position, reason)
-    response = redirect(row.url, 302)
+    response = redirect(_with_attribution(row.url, token, position), 302)
     response.headers.update(NO_STORE)
     return response
 
@@ -204,3 +205,15 @@ def twilio_inbound() -> Any:
     """An inbound text: keywords applied at once, the reply as TwiML."""
     _check_twilio()
     return _twiml(twilio_events.handle_inbound(db.session(), request.form.to_dict()))
+
+
+def _with_attribution(url: str, token: str, position: int) -> str:
+    """Our own action pages learn which blast, message and link brought the supporter."""
+    base, parts = urlsplit(current_app.config["PUBLIC_BASE_URL"]), urlsplit(url)
+    if ((parts.scheme, parts.netloc) != (base.scheme, base.netloc)
+            or not parts.path.startswith("/a/")):
+        return url
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in ("t", "l")]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("t", token),
+                                                      ("l", str(position))])))
