@@ -62,6 +62,7 @@ def _init_extensions(app: Flask) -> None:
     from outreach.channels.views import bp as outbox_bp
     from outreach.contacts.views import bp as contacts_bp
     from outreach.content.views import bp as content_bp
+    from outreach.metrics.views import bp as metrics_bp
     from outreach.tracking import views as tracking_views
 
     db.init_app(app)
@@ -75,6 +76,7 @@ def _init_extensions(app: Flask) -> None:
     app.register_blueprint(contacts_bp)
     app.register_blueprint(content_bp)
     app.register_blueprint(blasts_bp)
+    app.register_blueprint(metrics_bp)
     api.init_app(app, csrf)
     tracking_views.init_app(app, csrf)
     app.register_blueprint(actions_bp)

@@ -27,6 +27,8 @@ NAV_ITEMS: list[tuple[str, str, str]] = [
     ("contacts.suppressions", "Suppressions", "viewer"),
     ("content.templates", "Templates", "viewer"),
     ("blasts.index", "Blasts", "viewer"),
+    ("metrics.overview", "Metrics", "viewer"),
+    ("metrics.replies", "Replies", "viewer"),
     ("actions.pages", "Action pages", "viewer"),
     ("outbox.index", "Outbox", "viewer"),
     ("accounts.users", "Staff", "admin"),

@@ -110,4 +110,5 @@ def create_test_message() -> Any:
 # Domain routes register themselves on `bp` when imported.
 from outreach.api import blasts as _blasts  # noqa: E402,F401
 from outreach.api import contacts as _contacts  # noqa: E402,F401
+from outreach.api import metrics as _metrics  # noqa: E402,F401
 from outreach.api import templates as _templates  # noqa: E402,F401
