@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from outreach import create_app, db
@@ -105,10 +105,24 @@ def worker(queues: str | None, burst: bool, no_scheduler: bool) -> None:
     from outreach.queue import QUEUES, make_worker
 
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    _warm_up(current_app._get_current_object())  # type: ignore[attr-defined]
     if not burst:
         schedule_reconciler()  # crash repair runs every minute while any worker runs
     make_worker(current_app._get_current_object(), names).work(  # type: ignore[attr-defined]
         burst=burst, with_scheduler=not no_scheduler, logging_level="INFO")
+
+
+def _warm_up(app: Flask) -> None:
+    """Import the send path and build the channels once, before RQ forks a horse per job."""
+    from outreach.blasts import pipeline, sending  # noqa: F401 - loaded for the forks
+    from outreach.channels import email_channel, sms_channel
+    from outreach.exceptions import ConfigurationError
+
+    for build in (email_channel, sms_channel):
+        try:
+            build(app)
+        except ConfigurationError as exc:
+            click.echo(f"warning: {exc}", err=True)  # jobs on that channel will fail loudly
 
 
 @main.command("dev")

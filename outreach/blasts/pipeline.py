@@ -179,7 +179,7 @@ def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
                     f"configuration ({exc}). Fix the settings, then resume.")
             raise
     _reschedule_rest(blast_id, first_id, last_id)
-    sending.check_circuit_breaker(blast_id)
+    sending.check_circuit_breaker(blast_id, first_id, last_id)
     finish_if_done(blast_id)
     return len(rows)
 

@@ -153,14 +153,25 @@ def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
                         "error": result.error, "error_code": result.error_code,
                         "segments": result.segments, "not_before": not_before,
                         "sent_at": now if status == MessageStatus.SENT else None, "now": now})
-    session.execute(table.update().where(
-        table.c.id == sa.bindparam("mid"), table.c.status == MessageStatus.SENDING.value)
-        .values(status=sa.bindparam("status"), provider_id=sa.bindparam("provider_id"),
-                error=sa.bindparam("error"), error_code=sa.bindparam("error_code"),
-                segments=sa.bindparam("segments"),
-                not_before=sa.bindparam("not_before", type_=table.c.not_before.type),
-                sent_at=sa.bindparam("sent_at", type_=table.c.sent_at.type),
-                updated_at=sa.bindparam("now", type_=table.c.updated_at.type)), updates)
+    # Rows with the same outcome (a whole SendGrid batch, usually) take one UPDATE.
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for update in updates:
+        groups.setdefault(_key(update), []).append(update["mid"])
+    singles = [u for u in updates if len(groups[_key(u)]) == 1]
+    for key, ids in groups.items():
+        if len(ids) > 1:
+            session.execute(table.update().where(
+                table.c.id.in_(ids), table.c.status == MessageStatus.SENDING.value)
+                .values(updated_at=now, **dict(zip(RESULT_FIELDS, key, strict=True))))
+    if singles:  # distinct outcomes (texts: one provider id each) go in one executemany
+        session.execute(table.update().where(
+            table.c.id == sa.bindparam("mid"), table.c.status == MessageStatus.SENDING.value)
+            .values(status=sa.bindparam("status"), provider_id=sa.bindparam("provider_id"),
+                    error=sa.bindparam("error"), error_code=sa.bindparam("error_code"),
+                    segments=sa.bindparam("segments"),
+                    not_before=sa.bindparam("not_before", type_=table.c.not_before.type),
+                    sent_at=sa.bindparam("sent_at", type_=table.c.sent_at.type),
+                    updated_at=sa.bindparam("now", type_=table.c.updated_at.type)), singles)
     suppress = [(row, result) for row, result in results if result.suppress]
     for row, result in suppress:
         _suppress(session, blast, row, result)
@@ -168,6 +179,14 @@ def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
     if retry_after:
         log.info("blast %s: %d messages to retry in %.0f s", blast.id,
                  sum(1 for _, r in results if r.outcome is Outcome.RETRY), retry_after)
+
+
+RESULT_FIELDS = ("status", "provider_id", "error", "error_code", "segments", "not_before",
+                 "sent_at")
+
+
+def _key(update: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(update[field] for field in RESULT_FIELDS)
 
 
 def _suppress(session: Any, blast: Blast, row: Any, result: SendResult) -> None:
@@ -185,14 +204,18 @@ def _suppress(session: Any, blast: Blast, row: Any, result: SendResult) -> None:
         created_at=utcnow()))
 
 
-def check_circuit_breaker(blast_id: int) -> None:
-    """Pause a blast whose recent permanent failures or opt-outs pass the thresholds."""
+def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
+    """Pause a blast whose recent permanent failures or opt-outs pass the thresholds.
+
+    "Recent" is the last BREAKER_WINDOW finished messages of the batch just sent: looking only
+    inside the batch's id range keeps the check's cost flat however large the blast is.
+    """
     config = current_app.config
     session = database.session()
     window = config["BREAKER_WINDOW"]
     recent = (sa.select(Message.status, Message.address).where(
-        Message.blast_id == blast_id, Message.status.in_(
-            ["sent", "delivered", "bounced", "failed", "unknown"]))
+        Message.blast_id == blast_id, Message.id.between(first_id, last_id),
+        Message.status.in_(["sent", "delivered", "bounced", "failed", "unknown"]))
         .order_by(Message.id.desc()).limit(window).subquery())
     total, failed = session.execute(sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((recent.c.status == "failed", 1),
