@@ -178,7 +178,7 @@ def seed(database_url: str, messages: int, events: int) -> dict[str, Any]:
             # Opens on delivered messages: humans (some open twice), Apple's proxy.
             insert_events(
                 "SELECT %(f)s + (CASE WHEN g < %(h)s THEN g %% %(hu)s "
-                "ELSE (g::bigint * 7919) %% %(d)s END) AS mid, 'open' AS kind, g >= %(h)s AS machine, "
+                "ELSE (g * 7919) %% %(d)s END) AS mid, 'open' AS kind, g >= %(h)s AS machine, "
                 "NULL::int AS link, 'op' || g AS pid, CASE WHEN g < %(h)s THEN "
                 "'{\"ip\": \"203.0.113.9\"}' ELSE '{\"ip\": \"17.58.1.2\", \"reason\": "
                 "\"apple_proxy\"}' END AS detail, "
@@ -187,8 +187,8 @@ def seed(database_url: str, messages: int, events: int) -> dict[str, Any]:
                 {"n": opens, "h": human_opens, "hu": max(1, int(human_opens * 0.8))})
             # Clicks: humans on the 6 links, scanners on the links, the honeypot.
             insert_events(
-                "SELECT %(f)s + (CASE WHEN g < %(h)s THEN (g::bigint * 31) %% %(hu)s "
-                "ELSE (g::bigint * 7919) %% %(d)s END) AS mid, 'click' AS kind, g >= %(h)s AS machine, "
+                "SELECT %(f)s + (CASE WHEN g < %(h)s THEN (g * 31) %% %(hu)s "
+                "ELSE (g * 7919) %% %(d)s END) AS mid, 'click' AS kind, g >= %(h)s AS machine, "
                 "CASE WHEN g >= %(h)s AND g %% 2 = 0 THEN -1 ELSE g %% %(links)s END AS link, "
                 "'cl' || g AS pid, '{\"ip\": \"203.0.113.9\"}' AS detail, "
                 "interval '1 hour' * (1 + g %% 71) + interval '1 second' * (g %% 3571) AS after "

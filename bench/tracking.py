@@ -1053,8 +1053,10 @@ def main(argv: list[str] | None = None) -> int:
             bare.start(probe="/")
             print(f"bare endpoint up ({bare.settings}); {secs(baseline_seconds)} of load",
                   flush=True)
+            bare_cpu = bare.cpu()
             base = run_load(bare.port, blast, baseline_seconds, args.warmup, args.connections,
                             args.clients, workdir, "bare", args.open_share, args.machine_share)
+            base["server_cpu"] = bare.cpu() - bare_cpu
             bare.stop()
 
             port = free_port()
@@ -1191,6 +1193,13 @@ def report(args: argparse.Namespace, load: dict[str, Any], base: dict[str, Any],
                      f"per request, one thread, in-process test client (no HTTP server): at most "
                      f"{n(os.cpu_count() * 1000 / cpu_ms)} req/s on {os.cpu_count()} cores "
                      "for the views alone"))
+    hits = max(1, load["hits"])
+    bare_ms = base["server_cpu"] / max(1, sum(base["ok"])) * 1000
+    rows.append(("CPU per hit", f"{meter.used['gunicorn'] / hits * 1000:.2f} ms",
+                 f"gunicorn (bare endpoint: {bare_ms:.2f} ms per request); events worker "
+                 f"{meter.used['events worker'] / hits * 1000:.2f} ms; PostgreSQL "
+                 f"{meter.used['PostgreSQL'] / hits * 1000:.2f} ms (the whole server: other "
+                 "databases' work included)"))
     rows.append(("round trips", "during the run", sampler.rtt_text()))
     rows.append(("CPU during run", secs(sum(meter.used.values()) + load["cpu"]),
                  meter.line({"load generator": load["cpu"]})))

@@ -535,8 +535,8 @@ def report(args: argparse.Namespace, posted: dict[str, Any], watched: dict[str, 
         rows.append(("ingest jobs", n(len(ingest_jobs)),
                      f"{secs(sum(ingest_jobs))} inside them, "
                      f"{sum(ingest_jobs) / len(ingest_jobs) * 1000:.0f} ms each on average, "
-                     f"longest {secs(max(ingest_jobs))} (RQ's log; serialized by the tracking "
-                     "write lock)"))
+                     f"longest {secs(max(ingest_jobs))} (RQ's log; waiting for the tracking "
+                     "write lock, which serializes them, included)"))
     if inproc:
         count, seconds = inproc
         rows.append(("in-process", f"{n(count / seconds)} events/s",
