@@ -128,10 +128,7 @@ def resume_blast(blast_id: int) -> Any:
     """Resume where the blast stopped: the resume commits, then what is left is queued."""
     with db.transaction() as session:
         blast = service.resume(session, blast_id)
-    if blast.status == BlastStatus.PREPARING:
-        pipeline.start_blast(blast)  # paused before its audience was prepared
-    else:
-        pipeline.enqueue_batches(blast_id, only_queued=True)
+    pipeline.continue_blast(blast)
     return _accepted(blast)
 
 

@@ -44,6 +44,14 @@ def start_blast(blast: Blast) -> None:
         enqueue("prepare", prepare_blast, blast.id, job_id=f"prepare-{blast.id}")
 
 
+def continue_blast(blast: Blast) -> None:
+    """Queue what a resumed blast still has to do: its preparation, or its queued batches."""
+    if blast.status == BlastStatus.PREPARING:
+        start_blast(blast)  # paused before its audience was prepared
+    else:
+        enqueue_batches(blast.id, only_queued=True)
+
+
 def prepare_blast(blast_id: int) -> None:
     """Write the blast's messages for its whole audience in SQL and enqueue the batches."""
     session = database.session()

@@ -302,10 +302,7 @@ def resume(blast_id: int) -> Any:
     except Conflict as exc:
         flash(f"Not resumed: {exc}.", "error")
         return redirect(url_for("blasts.blast", blast_id=blast_id))
-    if row.status == BlastStatus.PREPARING:
-        pipeline.start_blast(row)  # paused before its audience was prepared
-    else:
-        pipeline.enqueue_batches(blast_id, only_queued=True)
+    pipeline.continue_blast(row)
     flash("Resumed.", "success")
     return redirect(url_for("blasts.blast", blast_id=blast_id))
 
