@@ -42,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from common import (
     DEFAULT_REDIS_URL,
     admin_database_url,
@@ -62,6 +63,7 @@ from tracking import (
     _percentile,
     app_env,
     build_bench_app,
+    cpu_seconds,
     failed_jobs,
     flush_redis,
     free_port,
@@ -323,10 +325,22 @@ def database_state(database_url: str, blast_id: int) -> dict[str, Any]:
 
 # ---- in-process ---------------------------------------------------------------------------------
 
+def backends_cpu(database_url: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to this database (this
+    process's pool, once the server and workers are stopped): PostgreSQL's share of the work,
+    free of what other databases on the server cost."""
+    rows = psql(database_url, "SELECT pid FROM pg_stat_activity WHERE datname = "
+                "current_database() AND pid <> pg_backend_pid()")
+    return sum(cpu_seconds(int(pid), children=False) for (pid,) in rows)
+
+
 def in_process(app: Any, messages: list[tuple[int, str, int]], blast_id: int, links: int,
-               count: int, batch: int, base_url: str, profile_top: int = 0) -> tuple[int, float]:
+               count: int, batch: int, base_url: str, profile_top: int = 0,
+               database_url: str | None = None) -> tuple[int, float, float, float]:
     """Ingest `count` more events (fresh ids, the same messages) with jobs.ingest_sendgrid in
-    this process, batch by batch; return (events, seconds). cProfile it with profile_top."""
+    this process, batch by batch; return (events, seconds, CPU seconds of this process, CPU
+    seconds of its PostgreSQL backend). cProfile it with profile_top."""
+    from outreach import db
     from outreach.tracking import jobs
 
     events, _ = build_events(messages, blast_id, links, count, base_url,
@@ -339,7 +353,11 @@ def in_process(app: Any, messages: list[tuple[int, str, int]], blast_id: int, li
             import cProfile
 
             profile = cProfile.Profile()
+        db.session().execute(sa.text("SELECT 1"))  # the pooled connection, before measuring
+        db.session().commit()
         with statements.recording():
+            pg_before = backends_cpu(database_url) if database_url else 0.0
+            cpu_before = time.process_time()
             started = time.perf_counter()
             for body in bodies:
                 if profile_top:
@@ -348,12 +366,14 @@ def in_process(app: Any, messages: list[tuple[int, str, int]], blast_id: int, li
                 if profile_top:
                     profile.disable()
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu_before
+            pg_cpu = (backends_cpu(database_url) - pg_before) if database_url else 0.0
     if profile_top:
         print_profile(profile, profile_top, f"jobs.ingest_sendgrid, {len(bodies)} batch(es) of "
                                             f"{batch} events")
         print(f"\n  SQL during those batches ({secs(seconds)} in all, cProfile on):")
         print("\n".join(statements.report(10)))
-    return len(events), seconds
+    return len(events), seconds, cpu, pg_cpu
 
 
 # ---- the benchmark ------------------------------------------------------------------------------
@@ -486,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             inproc = None
             if args.in_process_events:
                 inproc = in_process(app, messages, blast["blast_id"], args.links,
-                                    args.in_process_events, args.batch, base_url)
+                                    args.in_process_events, args.batch, base_url,
+                                    database_url=database_url)
             if args.profile:
                 print("\n== profile (in-process, after the measured run; timings inflated by "
                       "cProfile)")
@@ -506,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(args: argparse.Namespace, posted: dict[str, Any], watched: dict[str, float | None],
            samples: list[tuple[float, int, int]], ingest_jobs: list[float],
-           inproc: tuple[int, float] | None, meter: CpuMeter, expected: dict[str, Any],
+           inproc: tuple[int, float, float, float] | None, meter: CpuMeter,
+           expected: dict[str, Any],
            web: Gunicorn, checks: list[tuple[str, bool, str]], server: str,
            missing: list[str], batches: int) -> None:
     accept_s = posted["last"] - posted["started"]
@@ -535,14 +557,19 @@ def report(args: argparse.Namespace, posted: dict[str, Any], watched: dict[str, 
         rows.append(("ingest jobs", n(len(ingest_jobs)),
                      f"{secs(sum(ingest_jobs))} inside them, "
                      f"{sum(ingest_jobs) / len(ingest_jobs) * 1000:.0f} ms each on average, "
-                     f"longest {secs(max(ingest_jobs))} (RQ's log; waiting for the tracking "
-                     "write lock, which serializes them, included)"))
+                     f"longest {secs(max(ingest_jobs))} (RQ's log; on PostgreSQL batches "
+                     "run concurrently, with no global lock)"))
     if inproc:
-        count, seconds = inproc
+        count, seconds, cpu, pg_cpu = inproc
+        per_batch = count / args.batch
         rows.append(("in-process", f"{n(count / seconds)} events/s",
                      f"jobs.ingest_sendgrid on {n(count)} more events in this process, no HTTP "
-                     f"nor RQ: {secs(seconds)} ({seconds / (count / args.batch) * 1000:.0f} ms "
+                     f"nor RQ: {secs(seconds)} ({seconds / per_batch * 1000:.0f} ms "
                      "per batch)"))
+        rows.append(("CPU per batch", f"{(cpu + pg_cpu) / per_batch * 1000:.0f} ms",
+                     f"of {args.batch} events, in-process: Python {cpu / per_batch * 1000:.0f} "
+                     f"ms, its PostgreSQL backend {pg_cpu / per_batch * 1000:.0f} ms (CPU "
+                     "time: steady whatever else loads the machine)"))
     rows.append(("CPU during run", secs(sum(meter.used.values())), meter.line()))
     if missing:
         rows.append(("schema", "create_all", f"migrations/ lacked {len(missing)} tables: "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +39,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings.from_environment())
     app.config.update(overrides)
     settings.finalize(app.config, Path(app.instance_path))
+    from outreach.tracking import hits
+
+    hits.init_app(app)  # opens and clicks skip Flask's request machinery (before ProxyFix wraps)
     if app.config["TRUST_PROXY"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -54,7 +58,7 @@ def _init_extensions(app: Flask) -> None:
     """Let each subsystem register itself."""
     from flask_wtf.csrf import CSRFProtect
 
-    from outreach import api, auth, db, queue, web
+    from outreach import api, auth, db, observability, queue, web
     from outreach.accounts.views import bp as accounts_bp
     from outreach.actions import public_views as action_public_views
     from outreach.actions.views import bp as actions_bp
@@ -65,10 +69,13 @@ def _init_extensions(app: Flask) -> None:
     from outreach.metrics.views import bp as metrics_bp
     from outreach.tracking import views as tracking_views
 
+    # Ids in paths are SQL INTEGERs: a larger number is a 404, not an overflow error (500).
+    app.url_map.converters["int"] = IdConverter
     db.init_app(app)
     queue.init_app(app)
     csrf = CSRFProtect(app)
     app.extensions["csrf"] = csrf
+    observability.init_app(app)  # before auth: request ids, and scrapes carry their own token
     auth.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(accounts_bp)
@@ -86,8 +93,18 @@ def _init_extensions(app: Flask) -> None:
     app.jinja_env.autoescape = True
 
 
+class IdConverter(IntegerConverter):
+    """`<int:...>` in routes: past what an INTEGER column holds, nothing can exist (404)."""
+
+    def to_python(self, value: str) -> Any:
+        number = super().to_python(value)
+        if number > 2**31 - 1:
+            raise NotFound()  # not a ValidationError: that would make the route a 405
+        return number
+
+
 def _configure_logging(app: Flask) -> None:
-    """Log to stderr at INFO unless the host process configured logging already."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log to stderr as LOG_FORMAT says (text or json), with request and job context."""
+    from outreach.observability import logs
+
+    logs.configure(app.config)

@@ -31,6 +31,7 @@ NAV_ITEMS: list[tuple[str, str, str]] = [
     ("metrics.replies", "Replies", "viewer"),
     ("actions.pages", "Action pages", "viewer"),
     ("outbox.index", "Outbox", "viewer"),
+    ("system.system", "System", "organizer"),
     ("accounts.users", "Staff", "admin"),
 ]
 
@@ -68,6 +69,18 @@ def healthz() -> Any:
     return jsonify(body), (503 if down else 200)
 
 
+# On every response (the tracking fast path in outreach/tracking/hits.py sends them too).
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Content-Security-Policy",
+     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"),
+)
+HSTS_HEADER = ("Strict-Transport-Security", "max-age=31536000")  # https requests only
+
+
 def register_error_pages(app: Flask) -> None:
     """Answer errors as JSON on the API and as friendly pages elsewhere; add security headers."""
     app.context_processor(lambda: {"nav_items": NAV_ITEMS})
@@ -82,14 +95,9 @@ def register_error_pages(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Any) -> Any:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
-        )
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        for name, value in SECURITY_HEADERS:
+            headers.setdefault(name, value)
+        # https as the request saw it (TRUST_PROXY reads X-Forwarded-Proto) or as configured.
+        if request.is_secure or app.config["PREFERRED_URL_SCHEME"] == "https":
+            headers.setdefault(*HSTS_HEADER)
         return response

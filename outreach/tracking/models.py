@@ -66,6 +66,26 @@ class Rollup(Base):
     unique_count: Mapped[int] = mapped_column(default=0)
 
 
+class FirstEngagement(Base):
+    """A message's first human event of each kind (per link for clicks; "clicker": any link).
+
+    Its primary key decides which event counts as unique: of concurrent writers inserting the
+    same key (ON CONFLICT DO NOTHING), exactly one gets the row back, so unique counts stay
+    exact with no global lock. link_position is NO_LINK but for clicks.
+    """
+
+    __tablename__ = "first_engagements"
+
+    message_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    link_position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # The holder's time: an earlier event arriving later takes the key (and the unique count
+    # moves to its hour), so counts do not depend on the order events arrive in.
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class InboundSms(Base):
     """A text message a supporter sent us (keywords included, for the Replies page)."""
 

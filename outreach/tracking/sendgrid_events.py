@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import re
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,13 +29,14 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from outreach.blasts.models import Link, Message
+from outreach.blasts.models import RANK, Link, Message
 from outreach.contacts.models import Channel
 from outreach.tracking import machine
 from outreach.tracking.service import (
     Record,
-    advance_status,
     chunks,
+    is_postgres,
+    move_messages,
     opt_out,
     record_events,
     suppress_addresses,
@@ -47,7 +47,7 @@ KINDS = frozenset("processed delivered deferred bounce dropped open click spamre
                   "group_unsubscribe group_resubscribe".split())
 DETAIL_KEYS = ("email", "reason", "type", "status", "response", "attempt", "url", "useragent",
                "ip", "sg_machine_open", "bounce_classification", "asm_group_id", "sg_message_id")
-CLICK_URL = re.compile(r"/c/[A-Za-z0-9_-]+/(\d+)(?:[/?#]|$)")
+CLICK_URL = re.compile(r"/c/[A-Za-z0-9_-]+/([0-9]{1,6})(?:[/?#]|$)")
 MAX_BODY_BYTES = 5 * 1024 * 1024
 _warned: set[str] = set()
 
@@ -77,30 +77,38 @@ def verify(body: bytes, signature: str | None, timestamp: str | None) -> bool:
 
 def _message_id(event: dict[str, Any]) -> int | None:
     value = event.get("outreach_message_id")
-    return int(value) if isinstance(value, str | int) and str(value).isdigit() else None
+    return int(value) if re.fullmatch(r"[0-9]{1,18}", str(value)) else None  # fits a BIGINT
 
 
 def _find_messages(session: Session, events: list[dict[str, Any]]) -> dict[int, Any]:
     """Each event's message (by index): custom arg first, else X-Message-Id + email."""
-    columns = (Message.id, Message.blast_id, Message.contact_id, Message.address,
-               Message.provider_id, Message.sent_at)
+    table = Message.__table__  # Core columns: plain rows, no ORM loading
+    columns = (table.c.id, table.c.blast_id, table.c.contact_id, table.c.address,
+               table.c.provider_id, table.c.sent_at)
     by_id: dict[int, Any] = {}
-    ids = sorted({i for e in events if (i := _message_id(e)) is not None})
-    for part in chunks(ids):
+    mids = [_message_id(e) for e in events]
+    ids = sorted({i for i in mids if i is not None})
+    if is_postgres(session) and ids:  # one array parameter, not an IN list per chunk
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        wanted = sa.bindparam("ids", ids, type_=ARRAY(sa.BigInteger))
+        by_id.update({r.id: r for r in session.execute(
+            sa.select(*columns).where(table.c.id == sa.any_(wanted)))})
+    for part in [] if is_postgres(session) else chunks(ids):
         by_id.update({r.id: r for r in session.execute(sa.select(*columns)
-                                                       .where(Message.id.in_(part)))})
-    fallback = [e for e in events if _message_id(e) is None and e.get("sg_message_id")]
+                                                       .where(table.c.id.in_(part)))})
+    fallback = [e for e, mid in zip(events, mids, strict=True)
+                if mid is None and e.get("sg_message_id")]
     by_provider: dict[tuple[str, str], Any] = {}
     prefixes = sorted({str(e["sg_message_id"]).split(".")[0] for e in fallback})
     emails = sorted({str(e.get("email") or "").lower() for e in fallback})
     for part in chunks(prefixes):
         rows = session.execute(sa.select(*columns).where(
-            Message.provider_id.in_(part), sa.func.lower(Message.address).in_(emails)))
+            table.c.provider_id.in_(part), sa.func.lower(table.c.address).in_(emails)))
         by_provider.update({(r.provider_id, r.address.lower()): r for r in rows})
     found: dict[int, Any] = {}
-    for index, event in enumerate(events):
+    for index, (event, mid) in enumerate(zip(events, mids, strict=True)):
         email = str(event.get("email") or "").lower()
-        mid = _message_id(event)
         row = by_id.get(mid) if mid is not None else by_provider.get(
             (str(event.get("sg_message_id") or "").split(".")[0], email))
         if row is not None and row.address.lower() == email:
@@ -118,7 +126,14 @@ def _link_position(session: Session, blast_id: int, url: str | None) -> int | No
                                                          Link.url == url))
 
 
-def _record(session: Session, event: dict[str, Any], message: Any) -> Record:
+def _text(event: dict[str, Any], key: str) -> str | None:
+    """A string field as sent, or None when it is missing or of another JSON type."""
+    value = event.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _record(session: Session, event: dict[str, Any], message: Any,
+            thresholds: tuple[float, float]) -> Record:
     kind = event["event"]
     try:
         occurred = datetime.fromtimestamp(int(event.get("timestamp")), UTC)
@@ -129,17 +144,14 @@ def _record(session: Session, event: dict[str, Any], message: Any) -> Record:
         event_id = "sg:" + hashlib.sha256(json.dumps(event, sort_keys=True, default=str)
                                           .encode()).hexdigest()[:40]
     since = (occurred - message.sent_at).total_seconds() if message.sent_at else None
-    config = current_app.config
     reason = None
     link = None
     if kind == "open":
         reason = "sg_machine_open" if event.get("sg_machine_open") else machine.classify_open(
-            event.get("ip"), event.get("useragent"), since,
-            config.get("MACHINE_OPEN_SECONDS", 2))
+            _text(event, "ip"), _text(event, "useragent"), since, thresholds[0])
     elif kind == "click":
-        reason = machine.classify_click("GET", event.get("useragent"), since,
-                                        config.get("MACHINE_CLICK_SECONDS", 2))
-        link = _link_position(session, message.blast_id, event.get("url"))
+        reason = machine.classify_click("GET", _text(event, "useragent"), since, thresholds[1])
+        link = _link_position(session, message.blast_id, _text(event, "url"))
     detail = {k: event[k] for k in DETAIL_KEYS if k in event}
     if reason:
         detail["machine_reason"] = reason
@@ -160,40 +172,62 @@ def _dropped_reason(reason: str) -> str | None:
     return None
 
 
+def _move(moves: dict[int, dict[str, Any]], r: Record, target: str | None, **extra: Any) -> None:
+    """Fold one event into its message's move: the highest rank wins, the earliest on a tie."""
+    move = moves.setdefault(r["message_id"], {"mid": r["message_id"], "target": None,
+                                              "delivered": None})
+    if target is None:  # delivered: also remember the earliest delivery
+        if move["delivered"] is None or r["occurred_at"] < move["delivered"]:
+            move["delivered"] = r["occurred_at"]
+        target = "delivered"
+    if move["target"] is None or RANK[target] > RANK[move["target"]]:
+        move.update(target=target, error=extra.get("error"), error_code=extra.get("error_code"))
+
+
+def _effects(session: Session, new: list[Record]) -> None:
+    """Status moves, suppressions and opt-outs of the new events (oldest first)."""
+    moves: dict[int, dict[str, Any]] = {}
+    suppressions: list[tuple[str, str, str]] = []
+    opt_outs: list[Record] = []
+    for r in new:
+        kind, detail = r["kind"], r["detail"]
+        error = f"{kind}: {detail.get('reason') or detail.get('response') or ''}".strip(": ")
+        if kind == "delivered":
+            _move(moves, r, None)
+        elif kind == "bounce":
+            _move(moves, r, "bounced", error=error,
+                  error_code=str(detail.get("status") or "")[:20] or None)
+            if detail.get("type") != "blocked":
+                suppressions.append((r["address"], "hard_bounce", "SendGrid bounce"))
+        elif kind == "dropped":
+            _move(moves, r, "failed", error=error, error_code="dropped")
+            why = _dropped_reason(str(detail.get("reason") or ""))
+            if why:
+                suppressions.append((r["address"], why, "SendGrid dropped"))
+        elif kind in ("spamreport", "unsubscribe", "group_unsubscribe"):
+            opt_outs.append(r)
+    move_messages(session, list(moves.values()))
+    # By contact: concurrent batches lock contacts in one order.
+    for r in sorted(opt_outs, key=lambda r: (r["contact_id"] or 0, r["occurred_at"])):
+        kind = r["kind"]
+        opt_out(session, Channel.EMAIL, r["address"], r["contact_id"],
+                "spam_report" if kind == "spamreport" else "unsubscribed", "provider",
+                {"event": kind, "message_id": r["message_id"], "blast_id": r["blast_id"],
+                 "sg_event_id": r["provider_event_id"]})
+    suppress_addresses(session, Channel.EMAIL, suppressions)
+
+
 def ingest(session: Session, events: list[Any]) -> dict[str, int]:
-    """Record a batch of SendGrid events and apply their effects (call under write_lock)."""
+    """Record a batch of SendGrid events and apply their effects (call via write_batch)."""
     known = [e for e in events if isinstance(e, dict) and e.get("event") in KINDS]
     ignored = len(events) - len(known)
     if ignored:
         log.debug("ignoring %d SendGrid events of unknown types", ignored)
     messages = _find_messages(session, known)
     ignored += len(known) - len(messages)
-    records = [_record(session, known[i], row) for i, row in messages.items()]
-    new = record_events(session, records)
-    moves: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    suppressions: list[tuple[str, str, str]] = []
-    for r in new:
-        kind, detail, mid = r["kind"], r["detail"], r["message_id"]
-        error = f"{kind}: {detail.get('reason') or detail.get('response') or ''}".strip(": ")
-        if kind == "delivered":
-            moves["delivered"].append({"mid": mid, "at": r["occurred_at"]})
-        elif kind == "bounce":
-            moves["bounced"].append({"mid": mid, "error": error,
-                                     "error_code": str(detail.get("status") or "")[:20] or None})
-            if detail.get("type") != "blocked":
-                suppressions.append((r["address"], "hard_bounce", "SendGrid bounce"))
-        elif kind == "dropped":
-            moves["failed"].append({"mid": mid, "error": error, "error_code": "dropped"})
-            why = _dropped_reason(str(detail.get("reason") or ""))
-            if why:
-                suppressions.append((r["address"], why, "SendGrid dropped"))
-        elif kind in ("spamreport", "unsubscribe", "group_unsubscribe"):
-            reason = "spam_report" if kind == "spamreport" else "unsubscribed"
-            opt_out(session, Channel.EMAIL, r["address"], r["contact_id"], reason, "provider",
-                    {"event": kind, "message_id": mid, "blast_id": r["blast_id"],
-                     "sg_event_id": r["provider_event_id"]})
-    for target in ("delivered", "bounced", "failed"):
-        advance_status(session, target, moves[target])
-    suppress_addresses(session, Channel.EMAIL, suppressions)
+    thresholds = (current_app.config.get("MACHINE_OPEN_SECONDS", 2),
+                  current_app.config.get("MACHINE_CLICK_SECONDS", 2))
+    records = [_record(session, known[i], row, thresholds) for i, row in messages.items()]
+    new = record_events(session, records, effects=lambda new: _effects(session, new))
     return {"received": len(events), "recorded": len(new),
             "duplicates": len(records) - len(new), "ignored": ignored}

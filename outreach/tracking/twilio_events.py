@@ -67,13 +67,23 @@ def verify(url: str, params: dict[str, Any], signature: str | None) -> bool:
     return bool(RequestValidator(token).validate(url, params, signature))
 
 
+MAX_SID, MAX_NUMBER = 64, 32  # the inbound_sms columns; Twilio's own are 34 and 16
+
+
 def keyword(body: str | None) -> str | None:
     """"stop", "start" or "help" when a text is exactly one of Twilio's keywords, else None."""
     return KEYWORDS.get((body or "").strip(string.whitespace + string.punctuation).upper())
 
 
+def clean_form(form: dict[str, str]) -> dict[str, str]:
+    """Form values the database can store: no NUL, no lone surrogate (PostgreSQL refuses both)."""
+    return {key: str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+            for key, value in form.items()}
+
+
 def ingest_status(session: Session, form: dict[str, str]) -> bool:
     """Record one status callback and apply it forward only; False when the sid is unknown."""
+    form = clean_form(form)
     sid, status = form.get("MessageSid") or "", (form.get("MessageStatus") or "").lower()
     if not sid or not status:
         return False
@@ -109,8 +119,17 @@ def _contact(session: Session, phone: str) -> Contact | None:
 
 
 def handle_inbound(session: Session, form: dict[str, str]) -> str | None:
-    """Apply an inbound text (keywords) once per MessageSid and commit; return the reply."""
-    sid, phone = form.get("MessageSid") or "", form.get("From") or ""
+    """Apply an inbound text (keywords) once per MessageSid and commit; return the reply.
+
+    A text without a sender or a sid, or with values longer than Twilio's, is not one Twilio
+    sent: it is logged and ignored (never a 500, never a suppression of an empty number).
+    """
+    form = clean_form(form)
+    sid, phone = (form.get("MessageSid") or "").strip(), (form.get("From") or "").strip()
+    if (not sid or not phone or len(sid) > MAX_SID or len(phone) > MAX_NUMBER
+            or len(form.get("To") or "") > MAX_NUMBER):
+        log.warning("inbound text ignored: missing or over-long MessageSid/From/To")
+        return None
     opt_out_type = (form.get("OptOutType") or "").strip().lower() or None
     word = keyword(form.get("Body"))
     kind = opt_out_type if opt_out_type in ("stop", "start", "help") else word

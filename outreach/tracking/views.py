@@ -10,31 +10,25 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request
 from flask_wtf.csrf import ValidationError as CsrfError
 from flask_wtf.csrf import validate_csrf
-from redis.exceptions import RedisError
 
 from outreach import db
 from outreach.auth import public
-from outreach.blasts.models import Link, Message
-from outreach.db import utcnow
+from outreach.blasts.models import Message
+from outreach.observability import counters
 from outreach.queue import enqueue
 from outreach.tokens import read_token
-from outreach.tracking import jobs, machine, sendgrid_events, twilio_events, unsubscribe
-from outreach.tracking.buffer import push_hit
+from outreach.tracking import hits, jobs, machine, sendgrid_events, twilio_events, unsubscribe
+from outreach.tracking.hits import NO_STORE, PIXEL
 from outreach.tracking.models import NO_LINK
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tracking", __name__)
-# A 1x1 transparent GIF (43 bytes).
-PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
-         b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
 ONE_CLICK = "One-Click"
 
 
@@ -45,38 +39,33 @@ def init_app(app: Flask, csrf: Any) -> None:
     app.register_blueprint(bp)
 
 
-def _seconds_since(sent_at: Any) -> float | None:
-    return (utcnow() - sent_at).total_seconds() if sent_at is not None else None
-
-
 def _buffer(kind: str, message_id: int, position: int | None, reason: str | None) -> None:
     """Buffer a hit; a Redis outage loses the hit but never the page or the redirect."""
-    try:
-        push_hit(kind, message_id, link_position=position, machine_reason=reason,
-                 ip=request.remote_addr, user_agent=request.user_agent.string,
-                 method=request.method)
-    except RedisError:
-        log.exception("could not buffer a tracking hit")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    hits.record_hit(app, kind, message_id, position, reason, request.remote_addr,
+                    request.user_agent.string, request.method)
 
 
-def _sent_at(token: str) -> tuple[int, Any]:
-    """The token's message id and sent_at, or a 404."""
+def _message_id(token: str) -> int:
+    """The id of the token's message (which must exist), or a 404."""
     message_id = read_token(token)
     row = None if message_id is None else db.session().execute(
-        sa.select(Message.id, Message.sent_at).where(Message.id == message_id)).first()
+        sa.select(Message.id).where(Message.id == message_id)).first()
     if row is None:
         abort(404)
-    return row.id, row.sent_at
+    return row.id
 
 
+# /o/ and /c/<token>/<position> are answered by hits.HitLayer before Flask; these views are
+# the same answers for an app without the layer, and the 404s the layer leaves to Flask.
 @bp.get("/o/<token>.gif")
 @public
 def open_pixel(token: str) -> Any:
     """The open pixel: always the same GIF; records an open (machine when a proxy's)."""
-    message_id, sent_at = _sent_at(token)
-    reason = machine.classify_open(request.remote_addr, request.user_agent.string,
-                                   _seconds_since(sent_at),
-                                   current_app.config.get("MACHINE_OPEN_SECONDS", 2))
+    message_id = read_token(token)  # signed: trusted with no SQL (the flush drops unknown ids)
+    if message_id is None:
+        abort(404)
+    reason = machine.classify_open(request.remote_addr, request.user_agent.string, None)
     _buffer("open", message_id, None, reason)
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
@@ -86,17 +75,15 @@ def open_pixel(token: str) -> Any:
 def click(token: str, position: int) -> Any:
     """A tracked link: 302 to the URL stored for this blast and position, never another."""
     message_id = read_token(token)
-    row = None if message_id is None else db.session().execute(
-        sa.select(Link.url, Message.sent_at)
-        .join(Link, sa.and_(Link.blast_id == Message.blast_id, Link.position == position))
-        .where(Message.id == message_id)).first()
-    if row is None or message_id is None:
+    url = None if message_id is None else hits.click_url(
+        hits.lookup_engine(current_app._get_current_object()),  # type: ignore[attr-defined]
+        message_id, position)
+    if url is None or message_id is None:
         abort(404)
-    reason = machine.classify_click(request.method, request.user_agent.string,
-                                    _seconds_since(row.sent_at),
-                                    current_app.config.get("MACHINE_CLICK_SECONDS", 2))
+    reason = machine.classify_click(request.method, request.user_agent.string, None)
     _buffer("click", message_id, position, reason)
-    response = redirect(_with_attribution(row.url, token, position), 302)
+    response = redirect(hits.with_attribution(url, token, position,
+                                              current_app.config["PUBLIC_BASE_URL"]), 302)
     response.headers.update(NO_STORE)
     return response
 
@@ -105,8 +92,7 @@ def click(token: str, position: int) -> Any:
 @public
 def honeypot(token: str) -> Any:
     """The hidden link no person sees: whatever follows it is a machine."""
-    message_id, _ = _sent_at(token)
-    _buffer("click", message_id, NO_LINK, "honeypot")
+    _buffer("click", _message_id(token), NO_LINK, "honeypot")
     return Response("", mimetype="text/html", headers=NO_STORE)
 
 
@@ -170,6 +156,7 @@ def sendgrid_webhook() -> Any:
         abort(400, description="The body is not JSON.")
     if not isinstance(events, list):
         abort(400, description="The body must be a JSON array of events.")
+    counters.incr("webhook_events_total", len(events), provider="sendgrid", webhook="events")
     enqueue("events", jobs.ingest_sendgrid, text)
     return Response("", status=200)
 
@@ -195,6 +182,7 @@ def _check_twilio() -> None:
 def twilio_status() -> Any:
     """Twilio's signed delivery status callback: queued for the events worker."""
     _check_twilio()
+    counters.incr("webhook_events_total", provider="twilio", webhook="status")
     enqueue("events", jobs.ingest_twilio_status, request.form.to_dict())
     return _twiml(None)
 
@@ -204,16 +192,5 @@ def twilio_status() -> Any:
 def twilio_inbound() -> Any:
     """An inbound text: keywords applied at once, the reply as TwiML."""
     _check_twilio()
+    counters.incr("webhook_events_total", provider="twilio", webhook="inbound")
     return _twiml(twilio_events.handle_inbound(db.session(), request.form.to_dict()))
-
-
-def _with_attribution(url: str, token: str, position: int) -> str:
-    """Our own action pages learn which blast, message and link brought the supporter."""
-    base, parts = urlsplit(current_app.config["PUBLIC_BASE_URL"]), urlsplit(url)
-    if ((parts.scheme, parts.netloc) != (base.scheme, base.netloc)
-            or not parts.path.startswith("/a/")):
-        return url
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in ("t", "l")]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("t", token),
-                                                      ("l", str(position))])))
