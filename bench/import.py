@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import re
+import resource
 import sys
 import tempfile
 import unicodedata
@@ -30,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `common` when run by path
 from common import (  # noqa: E402
+    DEFAULT_REDIS_URL,
     PhaseTimes,
     admin_database_url,
     build_app,
@@ -263,25 +266,49 @@ def run_baseline(database_url: str, path: Path) -> tuple[float, int]:
 # ---- the import, in a child process ------------------------------------------------------------
 
 class _SlowStatements:
-    """SQL statements taking at least `threshold` seconds, via SQLAlchemy cursor events."""
+    """SQL statements taking at least `threshold` seconds, via SQLAlchemy cursor events, with
+    the CPU their backend spent on them (read from /proc when the server is local)."""
 
     def __init__(self, engine: Any, threshold: float = 0.05) -> None:
         import time
 
         from sqlalchemy import event
 
-        self.found: list[tuple[float, str]] = []
+        self.found: list[tuple[float, float, str]] = []
         self.threshold = threshold
 
         @event.listens_for(engine, "before_cursor_execute")
         def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            conn.info.setdefault("bench_started", []).append(time.perf_counter())
+            pid = conn.connection.driver_connection.info.backend_pid
+            conn.info.setdefault("bench_started", []).append(
+                (time.perf_counter(), pid, _process_cpu(pid)))
 
         @event.listens_for(engine, "after_cursor_execute")
         def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            took = time.perf_counter() - conn.info["bench_started"].pop()
+            started, pid, cpu = conn.info["bench_started"].pop()
+            took = time.perf_counter() - started
             if took >= self.threshold:
-                self.found.append((took, " ".join(statement.split())))
+                self.found.append((took, _process_cpu(pid) - cpu, " ".join(statement.split())))
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a local process has used (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # not on this machine, or gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend of this database (a local server)."""
+    import psycopg
+
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()]
+    return {pid: _process_cpu(pid) for pid in pids}
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -296,26 +323,31 @@ def _child_run(args: argparse.Namespace, out: dict[str, Any], instance: str) -> 
     import pstats
 
     from outreach import db
-    from outreach.contacts import import_apply, imports
+    from outreach.contacts import import_apply, import_stage, imports
 
     with timer() as t:
-        app = build_app(args.database_url, instance)
+        app = build_app(args.database_url, instance, redis_url=args.redis_url)
     out["setup"] = t.seconds
     out["rss_after_setup"] = peak_rss_mb()
 
     phases = PhaseTimes()
     phases.wrap(imports, "_stage", "stage")
-    phases.wrap(imports, "_flush", "stage: write batches (COPY staged rows, insert rejections)")
+    # The batches are written and applied by a thread while this one reads on: the time this
+    # thread spends in write() and close() is time spent waiting for the database.
+    phases.wrap(import_stage.StageWriter, "write", "stage: waiting for the database")
+    phases.wrap(import_stage.StageWriter, "close", "stage: waiting for the database")
+    phases.wrap(import_stage.StageWriter, "_write", "apply: write batches (COPY) + apply")
     phases.wrap(imports, "_progress", "stage: progress updates")
-    phases.wrap(imports, "apply_import", "apply")
-    for name in ("_reject_duplicates", "_build_match", "_insert_new", "_update_existing",
-                 "_apply_tags", "_grant_consent"):
+    phases.wrap(import_apply, "finish_apply", "finish")
+    for name in ("_build_match", "_number_new", "_insert_new", "_update_existing",
+                 "_add_to_list", "_apply_tags", "_grant_consent"):
         if hasattr(import_apply, name):  # the phases of the version being measured
             phases.wrap(import_apply, name, f"apply: {name.lstrip('_').replace('_', ' ')}")
     slow = _SlowStatements(app.extensions["db_engine"])
     profiler = cProfile.Profile() if args.profile else None
 
     path = Path(args.csv)
+    cpu_before, pg_before = resource.getrusage(resource.RUSAGE_SELF), backend_cpu(args.database_url)
     with app.app_context():
         session = db.session()
         if profiler:
@@ -339,10 +371,14 @@ def _child_run(args: argparse.Namespace, out: dict[str, Any], instance: str) -> 
         if profiler:
             profiler.disable()
     out["run_import"] = t.seconds
+    cpu_after, pg_after = resource.getrusage(resource.RUSAGE_SELF), backend_cpu(args.database_url)
+    out["python_cpu"] = (cpu_after.ru_utime + cpu_after.ru_stime
+                         - cpu_before.ru_utime - cpu_before.ru_stime)
+    out["postgres_cpu"] = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
     out["import_id"] = import_id
     out["phases"] = phases.seconds
     out["calls"] = phases.calls
-    out["slow_sql"] = sorted(slow.found, reverse=True)[:12]
+    out["slow_sql"] = sorted(slow.found, reverse=True)[:16]
     out["rss_self"] = peak_rss_mb()
     Path(args.result).write_text(json.dumps(out))
     if profiler:
@@ -459,6 +495,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="server to create the throwaway database in (default: env "
                              "BENCH_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/"
                              "postgres)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                        help=f"Redis the app is configured with (default {DEFAULT_REDIS_URL})")
     parser.add_argument("--keep-csv", metavar="PATH", help="write the CSV here and keep it")
     parser.add_argument("--seed", type=int, default=20240611)
     parser.add_argument("--profile", action="store_true",
@@ -491,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             result_path = workdir / "result.json"
             child = run_child(this_script_as_child(
                 __file__, "--child", "--database-url", database_url, "--csv", str(csv_path),
-                "--result", str(result_path), "--profile-top", str(args.profile_top),
+                "--result", str(result_path), "--redis-url", args.redis_url,
+                "--profile-top", str(args.profile_top),
                 *(["--profile"] if args.profile else [])))
             if child.returncode != 0:
                 print(f"the import process failed (exit {child.returncode})", file=sys.stderr)
@@ -514,40 +553,49 @@ def report(args: argparse.Namespace, size_mb: float, baseline: float, res: dict[
     rows = args.rows
     phases = res["phases"]
     total = res["store"] + res["run_import"]
-    stage, apply = phases.get("stage", 0.0), phases.get("apply", 0.0)
-    write = phases.get("stage: write batches (COPY staged rows, insert rejections)", 0.0)
+    stage, finish = phases.get("stage", 0.0), phases.get("finish", 0.0)
+    waiting = phases.get("stage: waiting for the database", 0.0)
     progress = phases.get("stage: progress updates", 0.0)
+    batches = phases.get("apply: write batches (COPY) + apply", 0.0)
     ratio = total / baseline if baseline else float("inf")
     figures: list[tuple[str, ...] | None] = [
         ("rows", n(rows), f"{size_mb:.0f} MB file"),
         ("baseline COPY", secs(baseline), per_second(rows, baseline)),
         ("import total", secs(total), per_second(rows, total), f"ratio to baseline {ratio:.1f}x"),
         ("  store upload", secs(res["store"]), "check header, file into file_chunks"),
-        ("  stage (validate)", secs(stage), per_second(rows, stage),
-         "read + normalize + COPY into import_rows"),
-        ("    read + validate", secs(stage - write - progress), "(the Python part)"),
-        ("    write batches", secs(write), "COPY staged rows, INSERT rejections"),
+        ("  stage + apply", secs(stage), per_second(rows, stage),
+         "Python reads; a thread COPYs and applies each batch meanwhile"),
+        ("    Python reading", secs(stage - waiting - progress),
+         "read + validate + dedupe, this thread"),
+        ("    waiting for the DB", secs(waiting), "queue of batches full, or the last ones"),
         ("    progress updates", secs(progress)),
-        ("  apply (SQL)", secs(apply), per_second(rows, apply)),
+        ("    database thread", secs(batches), "COPY + SQL per batch, overlapping the above:"),
     ]
     for key, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
-        if key.startswith("apply: "):
+        if key.startswith("apply: ") and key != "apply: write batches (COPY) + apply":
             calls = res["calls"].get(key, 1)
-            figures.append((f"    {key[7:]}", secs(seconds), f"{calls} call(s)"))
-    accounted = sum(v for k, v in phases.items() if k.startswith("apply: "))
-    figures.append(("    other apply SQL", secs(apply - accounted),
-                    "is_new, counts, list members, delete staged rows"))
-    figures.append(("  commit + bookkeeping", secs(res["run_import"] - stage - apply)))
+            figures.append((f"      {key[7:]}", secs(seconds), f"{calls} call(s)"))
+    accounted = sum(v for k, v in phases.items() if k.startswith("apply: ")) - batches
+    figures.append(("      COPY and the rest", secs(batches - accounted),
+                    "COPY of staged rows and rejections, locks, emptying the stage"))
+    figures.append(("  finish", secs(finish), "rejections into import_rejections, counts"))
+    figures.append(("  commit + bookkeeping",
+                    secs(res["run_import"] - stage - finish - phases.get("apply tail", 0.0))))
+    python_cpu, postgres_cpu = res.get("python_cpu", 0.0), res.get("postgres_cpu", 0.0)
     figures += [
+        ("CPU: import process", secs(python_cpu), "(store + run_import, this process)"),
+        ("CPU: PostgreSQL", secs(postgres_cpu), "(the backends of the benchmark database)"),
+        ("CPU floor", secs(max(python_cpu, postgres_cpu, (python_cpu + postgres_cpu) / 2)),
+         "(that CPU on 2 idle cores: what a quiet machine would take at best)"),
         ("peak memory", f"{peak_mb:.0f} MB",
          f"(import process; {res['rss_after_setup']:.0f} MB after app setup + migrate)"),
         ("app setup + migrate", secs(res["setup"]), "(not counted in the import)"),
     ]
     print_figures(figures, title=f"bench/import.py --rows {rows}")
     if res["slow_sql"]:
-        print("\nslowest SQL statements (store + run_import):")
-        for took, statement in res["slow_sql"][:8]:
-            print(f"  {secs(took):>8}  {statement[:150]}")
+        print("\nslowest SQL statements (store + run_import), wall and backend CPU:")
+        for took, cpu, statement in res["slow_sql"][:10]:
+            print(f"  {secs(took):>8} {secs(cpu):>8}  {statement[:140]}")
     print("\nchecks:")
     for name, ok, detail in checks:
         print(f"  [{'ok' if ok else 'FAIL'}] {name}: {detail}")

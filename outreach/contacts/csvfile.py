@@ -113,13 +113,20 @@ class CsvSource:
 
     def rows(self) -> Iterator[CsvRow]:
         """Stream the records after the header, skipping blank lines; readable only once."""
+        return (CsvRow(line, values, error) for line, values, error in self.records())
+
+    def records(self, width: int = 0) -> Iterator[tuple[int, list[str], str | None]]:
+        """rows() as plain (line, values, error) tuples, the fast way for big imports.
+
+        Values are padded to the header's width, or to `width` if that is more.
+        """
         if self._rows_started:
             raise RuntimeError("CsvSource.rows() can only be read once")
         self._rows_started = True
-        return self._shaped_rows()
+        return self._shaped_rows(max(width, len(self.header)))
 
-    def _shaped_rows(self) -> Iterator[CsvRow]:
-        """Pad short records to the header's width and flag long ones."""
+    def _shaped_rows(self, pad_to: int) -> Iterator[tuple[int, list[str], str | None]]:
+        """Pad short records to the header's width (or pad_to) and flag long ones."""
         width = len(self.header)
         for line, values, error in self._records:
             if error is None:
@@ -128,9 +135,9 @@ class CsvSource:
                         error = f"Row has {len(values)} values but the header has {width} columns"
                     else:  # spreadsheets pad rows with trailing delimiters
                         values = values[:width]
-                elif len(values) < width:
-                    values = values + [""] * (width - len(values))
-            yield CsvRow(line, values, error)
+                if len(values) < pad_to and error is None:
+                    values = values + [""] * (pad_to - len(values))
+            yield line, values, error
 
     def close(self) -> None:
         """Close the file if open_csv opened it; a file passed in stays the caller's to close."""
@@ -164,19 +171,21 @@ class CsvSource:
                     line=line,
                 ) from exc
             consumed = reader.line_num
-            if not any(value.strip() for value in values):
+            # One joined string answers the per-value questions in C: blank, too long, ASCII.
+            joined = "".join(values)
+            if not joined or joined.isspace():
                 continue
-            if any(len(value) > MAX_FIELD_CHARS for value in values):
+            if len(joined) > MAX_FIELD_CHARS and any(len(v) > MAX_FIELD_CHARS for v in values):
                 yield line, [], _TOO_LONG
                 continue
-            yield line, self._decoded(line, values), None
+            if self._escapes and not joined.isascii():
+                values = self._decoded(line, values, joined)
+            yield line, values, None
 
-    def _decoded(self, line: int, values: list[str]) -> list[str]:
+    def _decoded(self, line: int, values: list[str], joined: str) -> list[str]:
         """Check a record's UTF-8, switching the file to cp1252 if it is the first evidence."""
-        if not self._escapes or all(value.isascii() for value in values):
-            return values
         if self.encoding in ("utf-8", "utf-8-sig"):
-            if not any(_ESCAPED_BYTE.search(value) for value in values):
+            if not _ESCAPED_BYTE.search(joined):
                 self._firm_utf8 = True
                 return values
             if not self._tentative or self._firm_utf8:

@@ -1,12 +1,16 @@
-"""Applying a staged import: dedupe, match, insert, update, lists, tags, consent, all in SQL.
+"""Applying a staged import: match, insert, update, lists, tags, consent, all in SQL.
 
 Runs inside the caller's transaction: either every contact of the file is written, or none.
-Staged rows are never updated in place (on PostgreSQL each UPDATE rewrites the row): matches
-go into temporary tables built in one pass with CREATE TABLE AS.
+The file's rows arrive already validated and deduplicated (import_stage.py) in the temporary
+table `import_stage`. Each step then reads it once: existing contacts are matched into
+`import_match`; new contacts get their ids up front into `import_new` (with their tags and
+consent), so memberships, tags and the consent ledger are written from that small table
+without looking the new contacts up again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,70 +18,127 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
+from outreach.contacts.import_keys import (
+    lock_keys,
+    switch_off_row_triggers,
+    switch_on_row_triggers,
+)
 from outreach.contacts.models import (
     Channel,
     ConsentEvent,
     ConsentStatus,
     Contact,
-    ContactTag,
     Import,
-    ImportRejection,
-    ImportRow,
-    ListMember,
-    Suppression,
 )
 from outreach.contacts.service import tag_ids
-from outreach.db import insert_ignore, utcnow
 
-R = ImportRow
 TEXT_COLUMNS = ("first_name", "last_name", "postal_code", "timezone", "region")
-# Which staged line is which contact, before the import created any, and after.
-BEFORE = sa.table("import_match_before", sa.column("line", sa.Integer),
-                  sa.column("contact_id", sa.Integer))
-AFTER = sa.table("import_match", sa.column("line", sa.Integer),
+STAGE = sa.table("import_stage", *(sa.column(c, sa.Text) for c in (
+    "email", "phone", *TEXT_COLUMNS, "fields", "tags")), sa.column("line", sa.Integer))
+MATCH = sa.table("import_match", sa.column("line", sa.Integer),
                  sa.column("contact_id", sa.Integer))
-COMBOS = sa.table("import_tag_combos", sa.column("combo", sa.Text),
-                  sa.column("tag_id", sa.Integer))
-TEMP_TABLES = ("import_match_before", "import_match", "import_tag_combos")
+TEMP_TABLES = ("import_stage", "import_rejected", "import_match", "import_new",
+               "import_tag_combos")
+_GRANTED, _NONE = ConsentStatus.GRANTED.value, ConsentStatus.NONE.value
 
 
-def apply_import(db: Session, imp: Import) -> None:
-    """Turn the staged rows of an import into contacts, memberships, tags and consent."""
-    dialect = db.get_bind().dialect.name
-    now = utcnow()
+def create_stage_tables(db: Session) -> None:
+    """The temporary tables staging fills: valid rows, and rejected ones with their reason."""
     _drop_temp_tables(db)
-    if dialect == "postgresql":
+    # SQLite joins on `line` by looking rows up: give it the rowid; PostgreSQL hashes instead.
+    line = "INTEGER PRIMARY KEY" if _dialect(db) == "sqlite" else "INTEGER NOT NULL"
+    db.execute(sa.text(
+        f"CREATE TEMP TABLE import_stage (line {line}, email VARCHAR(320), phone VARCHAR(20), "
+        "first_name VARCHAR(200), last_name VARCHAR(200), postal_code VARCHAR(20), "
+        "timezone VARCHAR(64), region VARCHAR(8), fields TEXT, tags TEXT)"))
+    db.execute(sa.text('CREATE TEMP TABLE import_rejected (line INTEGER NOT NULL, '
+                       'reason TEXT NOT NULL, "values" TEXT NOT NULL)'))
+
+
+@dataclass
+class ImportPlan:
+    """What applying needs to know about the import, as plain values, and its running counts."""
+
+    import_id: int
+    list_id: int | None
+    mode: str
+    granted: set[str]
+    evidence: dict[str, Any]
+    created_by_id: int | None
+    now: datetime
+    fewer_triggers: bool = False
+    created: int = 0
+    existing: int = 0
+
+
+def start_apply(db: Session, imp: Import) -> ImportPlan:
+    """Prepare the transaction for applying chunks of staged rows; return the plan."""
+    now = _now()
+    plan = ImportPlan(
+        import_id=imp.id, list_id=imp.list_id, mode=imp.mode,
+        granted=set(filter(None, imp.consent.split(","))), created_by_id=imp.created_by_id,
+        evidence={"import_id": imp.id, "file": imp.filename, "mode": imp.mode,
+                  "consent_source": imp.consent_source, "staff_user_id": imp.created_by_id,
+                  "imported_at": now.isoformat()}, now=now)
+    if _dialect(db) == "postgresql":
         db.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # sorts and hashes stay in memory
-        # Rows that arrived by COPY have no statistics yet: without them the planner picks
-        # nested loops, and the set-based steps below turn quadratic.
-        db.execute(sa.text("ANALYZE import_rows"))
-    for column in ("email", "phone"):
-        _reject_duplicates(db, imp.id, column)
-    _build_match(db, imp.id, BEFORE.name)
-    created = _count(db, BEFORE, BEFORE.c.contact_id.is_(None))
-    existing = _count(db, BEFORE, BEFORE.c.contact_id.is_not(None))
-    granted = set(filter(None, imp.consent.split(",")))
-    _insert_new(db, imp.id, now, granted, dialect)
-    _build_match(db, imp.id, AFTER.name)
-    if imp.mode == "update":
-        _update_existing(db, imp.id, now, dialect)
-    if imp.list_id is not None:
-        db.execute(insert_ignore(ListMember.__table__, dialect).from_select(
-            ["list_id", "contact_id", "created_at"],
-            # The WHERE also keeps SQLite from reading ON CONFLICT as a join condition.
-            sa.select(sa.literal(imp.list_id), AFTER.c.contact_id,
-                      sa.literal(now, ListMember.created_at.type))
-            .where(AFTER.c.contact_id.is_not(None))))
-    _apply_tags(db, imp.id, dialect)
-    for channel in sorted(granted):
-        _grant_consent(db, imp, Channel(channel), now)
-    db.execute(sa.delete(R).where(R.import_id == imp.id))
+    plan.fewer_triggers = switch_off_row_triggers(db, plan.list_id, plan.created_by_id)
+    return plan
+
+
+def apply_chunk(db: Session, plan: ImportPlan) -> None:
+    """Turn the rows now in import_stage into contacts, memberships, tags and consent.
+
+    Chunks are independent: staging removed the file's duplicates, so no row of a chunk can
+    match a contact that an earlier chunk created.
+    """
+    params = {"now": plan.now, "list_id": plan.list_id}
+    now = sa.bindparam("now", type_=Contact.created_at.type)
+    matched = _build_match(db)
+    plan.existing += matched
+    if matched and _dialect(db) == "postgresql":
+        db.execute(sa.text("ANALYZE import_match"))  # few rows: index lookups into contacts
+    if matched and plan.fewer_triggers:
+        lock_keys(db, "contacts", "SELECT contact_id FROM import_match")
+    plan.created += _number_new(db, plan.granted)
+    _insert_new(db, now, params)
+    if matched and plan.mode == "update":
+        _update_existing(db, plan.now, _dialect(db))
+    if plan.list_id is not None:
+        _add_to_list(db, now, params, matched)
+    _apply_tags(db, matched)
+    for channel in sorted(plan.granted):
+        _grant_consent(db, plan, Channel(channel), matched)
+    for name in ("import_match", "import_new", "import_tag_combos"):
+        db.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    # TRUNCATE on PostgreSQL: after a DELETE the next chunks would scan the dead rows again.
+    empty = "TRUNCATE" if _dialect(db) == "postgresql" else "DELETE FROM"
+    db.execute(sa.text(f"{empty} import_stage"))
+
+
+def finish_apply(db: Session, plan: ImportPlan, imp: Import) -> None:
+    """Write the rejections, record the counts on the import, drop the temporary tables."""
+    if plan.fewer_triggers:
+        switch_on_row_triggers(db)
+    db.execute(sa.text(
+        'INSERT INTO import_rejections (import_id, line, reason, "values") '
+        'SELECT :import_id, line, reason, "values" FROM import_rejected ORDER BY line'),
+        {"import_id": plan.import_id})
+    imp.created = plan.created
+    imp.updated = plan.existing if plan.mode == "update" else 0
+    imp.skipped = 0 if plan.mode == "update" else plan.existing
+    imp.rejected = _count(db, "import_rejected")
     _drop_temp_tables(db)
-    imp.created = created
-    imp.updated = existing if imp.mode == "update" else 0
-    imp.skipped = 0 if imp.mode == "update" else existing
-    imp.rejected = int(db.scalar(sa.select(sa.func.count()).select_from(ImportRejection)
-                                 .where(ImportRejection.import_id == imp.id)) or 0)
+
+
+def _dialect(db: Session) -> str:
+    return db.get_bind().dialect.name
+
+
+def _now() -> datetime:
+    from outreach.db import utcnow
+
+    return utcnow()
 
 
 def _drop_temp_tables(db: Session) -> None:
@@ -85,141 +146,173 @@ def _drop_temp_tables(db: Session) -> None:
         db.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
-def _count(db: Session, table: Any, *conditions: Any) -> int:
-    return int(db.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0)
+def _count(db: Session, table: str) -> int:
+    return int(db.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
 
 
-def _build_match(db: Session, import_id: int, name: str) -> None:
-    """A temporary table of (line, contact id) matching by email first, then by phone."""
-    by_email, by_phone = aliased(Contact), aliased(Contact)
-    query = (sa.select(R.line.label("line"),
-                       sa.func.coalesce(by_email.id, by_phone.id).label("contact_id"))
-             .outerjoin(by_email, by_email.email == R.email)
-             .outerjoin(by_phone, by_phone.phone == R.phone)
-             .where(R.import_id == import_id))
-    compiled = query.compile(dialect=db.get_bind().dialect,
-                             compile_kwargs={"literal_binds": True})
-    db.execute(sa.text(f"CREATE TEMP TABLE {name} AS {compiled}"))
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(sa.text(f"ANALYZE {name}"))
+def _temp_table(db: Session, name: str, columns: str, select: str) -> int:
+    """CREATE TEMP TABLE name AS select, keyed by line on SQLite; return its row count.
+
+    No ANALYZE on PostgreSQL: a chunk's tables are small, and the planner reads their real
+    size in pages, so it hashes rather than loops even without statistics.
+    """
+    if _dialect(db) == "sqlite":
+        db.execute(sa.text(f"CREATE TEMP TABLE {name} ({columns})"))
+        return int(db.execute(sa.text(f"INSERT INTO {name} {select}")).rowcount)
+    return int(db.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select}")).rowcount)
 
 
-def _reject_duplicates(db: Session, import_id: int, column: str) -> None:
-    """Reject each row repeating an address of an earlier row of the file."""
-    inner = aliased(R)  # not correlated with the DELETE's own import_rows
-    col = getattr(inner, column)
-    first = (sa.select(col.label("address"), sa.func.min(inner.line).label("first_line"))
-             .where(inner.import_id == import_id, col.is_not(None))
-             .group_by(col).having(sa.func.count() > 1).subquery())
-    later = (sa.select(inner.line).join(first, first.c.address == col)
-             .where(inner.import_id == import_id, inner.line != first.c.first_line))
-    reason = (sa.literal(f"duplicate in file (same {column} as line ")
-              + sa.cast(first.c.first_line, sa.String) + sa.literal(")"))
-    inserted = db.execute(sa.insert(ImportRejection).from_select(
-        ["import_id", "line", "reason", "values"],
-        later.with_only_columns(sa.literal(import_id), inner.line, reason, inner.raw))).rowcount
-    if inserted:
-        doomed = later.correlate(None).scalar_subquery()
-        db.execute(sa.delete(R).where(R.import_id == import_id, R.line.in_(doomed)))
+def _build_match(db: Session) -> int:
+    """The staged lines that are existing contacts, matching by email first, then by phone."""
+    return _temp_table(
+        db, "import_match", "line INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL",
+        # One index probe per address: a join could hash the whole contacts table instead, for
+        # every batch, however small the batch (the planner has no statistics for either).
+        "SELECT line, contact_id FROM (SELECT s.line AS line, coalesce("
+        "(SELECT c.id FROM contacts c WHERE c.email = s.email), "
+        "(SELECT c.id FROM contacts c WHERE c.phone = s.phone)) AS contact_id "
+        "FROM import_stage s) x WHERE contact_id IS NOT NULL")
 
 
-def _consent_on_insert(channel: Channel, staged: Any, granted: set[str]) -> Any:
+def _consent_on_insert(channel: Channel, granted: set[str]) -> str:
     """'granted' for a new contact whose address the import consents and nobody suppressed."""
     if channel.value not in granted:
-        return sa.literal(ConsentStatus.NONE.value)
-    suppressed = sa.exists().where(Suppression.channel == channel.value,
-                                   Suppression.address == staged)
-    return sa.case((sa.and_(staged.is_not(None), ~suppressed), ConsentStatus.GRANTED.value),
-                   else_=ConsentStatus.NONE.value)
+        return f"'{_NONE}'"
+    column = "s.email" if channel is Channel.EMAIL else "s.phone"
+    return (f"CASE WHEN {column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM suppressions x "
+            f"WHERE x.channel = '{channel.value}' AND x.address = {column}) "
+            f"THEN '{_GRANTED}' ELSE '{_NONE}' END")
 
 
-def _insert_new(db: Session, import_id: int, now: datetime, granted: set[str],
-                dialect: str) -> None:
-    """Create a contact for every staged row that matched nobody, in file order."""
-    stamp = sa.literal(now, Contact.created_at.type)
-    fields = sa.func.coalesce(R.fields, "{}")
-    if dialect == "postgresql":
-        fields = sa.cast(fields, sa.JSON)
-    db.execute(sa.insert(Contact).from_select(
-        ["email", "phone", *TEXT_COLUMNS, "fields", "email_consent", "sms_consent",
-         "created_at", "updated_at"],
-        sa.select(R.email, R.phone, *(getattr(R, c) for c in TEXT_COLUMNS), fields,
-                  _consent_on_insert(Channel.EMAIL, R.email, granted),
-                  _consent_on_insert(Channel.SMS, R.phone, granted), stamp, stamp)
-        .join(BEFORE, BEFORE.c.line == R.line)
-        .where(R.import_id == import_id, BEFORE.c.contact_id.is_(None)).order_by(R.line)))
+def _number_new(db: Session, granted: set[str]) -> int:
+    """Give each staged line that matched nobody its new contact id, in file order."""
+    consent = (f"{_consent_on_insert(Channel.EMAIL, granted)} AS email_consent, "
+               f"{_consent_on_insert(Channel.SMS, granted)} AS sms_consent")
+    new = ("FROM import_stage s WHERE NOT EXISTS "
+           "(SELECT 1 FROM import_match m WHERE m.line = s.line)")
+    if _dialect(db) == "postgresql":
+        sequence = db.scalar(sa.text("SELECT pg_get_serial_sequence('contacts', 'id')"))
+        # nextval after the sort (OFFSET 0 keeps the subquery), so ids follow the file.
+        select = (f"SELECT n.line, nextval('{sequence}') AS contact_id, n.tags, "
+                  f"n.email_consent, n.sms_consent FROM (SELECT s.line, s.tags, {consent} "
+                  f"{new} ORDER BY s.line OFFSET 0) n")
+    else:
+        # SQLite has one writer at a time: hold the write lock (a write that changes nothing
+        # takes it) before reading max(id), so nobody else takes these ids meanwhile.
+        db.execute(sa.text("DELETE FROM contacts WHERE 0"))
+        select = ("SELECT s.line, (SELECT coalesce(max(id), 0) FROM contacts) + row_number() "
+                  f"OVER (ORDER BY s.line) AS contact_id, s.tags, {consent} {new}")
+    return _temp_table(db, "import_new", "line INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, "
+                "tags TEXT, email_consent TEXT, sms_consent TEXT", select)
 
 
-def _update_existing(db: Session, import_id: int, now: datetime, dialect: str) -> None:
+def _insert_new(db: Session, now: Any, params: dict[str, Any]) -> None:
+    """Create the new contacts with the ids numbered for them, in file order."""
+    fields = "coalesce(s.fields, '{}')"
+    if _dialect(db) == "postgresql":
+        fields += "::json"
+    columns = ", ".join(TEXT_COLUMNS)
+    staged = ", ".join(f"s.{c}" for c in TEXT_COLUMNS)
+    db.execute(sa.text(
+        f"INSERT INTO contacts (id, email, phone, {columns}, fields, email_consent, "
+        f"sms_consent, created_at, updated_at) SELECT n.contact_id, s.email, s.phone, "
+        f"{staged}, {fields}, n.email_consent, n.sms_consent, :now, :now "
+        "FROM import_new n JOIN import_stage s ON s.line = n.line ORDER BY n.contact_id"
+    ).bindparams(now), params)
+
+
+def _add_to_list(db: Session, now: Any, params: dict[str, Any], matched: int) -> None:
+    """Put every contact of the file on the import's list (existing members stay as they are)."""
+    db.execute(sa.text("INSERT INTO list_members (list_id, contact_id, created_at) "
+                       "SELECT :list_id, contact_id, :now FROM import_new").bindparams(now),
+               params)
+    if not matched:
+        return
+    # The WHERE keeps SQLite from reading ON CONFLICT as a join condition.
+    db.execute(sa.text("INSERT INTO list_members (list_id, contact_id, created_at) "
+                       "SELECT :list_id, contact_id, :now FROM import_match WHERE true "
+                       "ON CONFLICT DO NOTHING").bindparams(now), params)
+
+
+def _update_existing(db: Session, now: datetime, dialect: str) -> None:
     """Fill and change the fields of matched contacts; never touch consent or suppressions."""
     other = aliased(Contact)
-    phone_free = ~sa.exists().where(other.phone == R.phone)
+    phone_free = ~sa.exists().where(other.phone == STAGE.c.phone)
     if dialect == "postgresql":
-        merged = sa.cast(sa.cast(Contact.fields, JSONB).op("||")(sa.cast(R.fields, JSONB)),
+        merged = sa.cast(sa.cast(Contact.fields, JSONB).op("||")(sa.cast(STAGE.c.fields, JSONB)),
                          sa.JSON)
     else:
-        merged = sa.func.json_patch(Contact.fields, R.fields)
-    values: dict[str, Any] = {c: sa.func.coalesce(getattr(R, c), getattr(Contact, c))
+        merged = sa.func.json_patch(Contact.fields, STAGE.c.fields)
+    values: dict[str, Any] = {c: sa.func.coalesce(STAGE.c[c], getattr(Contact, c))
                               for c in TEXT_COLUMNS}
     values.update(
-        email=sa.func.coalesce(Contact.email, R.email),
-        phone=sa.case((sa.and_(Contact.phone.is_(None), phone_free), R.phone),
+        email=sa.func.coalesce(Contact.email, STAGE.c.email),
+        phone=sa.case((sa.and_(Contact.phone.is_(None), phone_free), STAGE.c.phone),
                       else_=Contact.phone),
-        fields=sa.case((R.fields.is_(None), Contact.fields), else_=merged),
+        fields=sa.case((STAGE.c.fields.is_(None), Contact.fields), else_=merged),
         updated_at=sa.literal(now, Contact.updated_at.type),
     )
     db.execute(sa.update(Contact)
-               .where(R.import_id == import_id, BEFORE.c.line == R.line,
-                      BEFORE.c.contact_id == Contact.id)
+               .where(MATCH.c.line == STAGE.c.line, MATCH.c.contact_id == Contact.id)
                .values(**values).execution_options(synchronize_session=False))
 
 
-def _apply_tags(db: Session, import_id: int, dialect: str) -> None:
-    """Tag the imported contacts in one INSERT, through a small table of tag combinations."""
-    combos = db.scalars(sa.select(R.tags).where(R.import_id == import_id, R.tags.is_not(None))
-                        .distinct()).all()
+def _apply_tags(db: Session, matched: int) -> None:
+    """Tag the imported contacts through a small table of the file's tag combinations."""
+    combos = db.scalars(sa.text("SELECT DISTINCT tags FROM import_stage "
+                                "WHERE tags IS NOT NULL")).all()
     if not combos:
         return
-    db.execute(sa.text(f"CREATE TEMP TABLE {COMBOS.name} (combo TEXT, tag_id INTEGER)"))
+    db.execute(sa.text("CREATE TEMP TABLE import_tag_combos (combo TEXT, tag_id INTEGER)"))
     pairs = [{"combo": combo, "tag_id": tag_id} for combo in combos
              for tag_id in tag_ids(db, combo.split("|")).values()]
-    db.execute(sa.insert(COMBOS), pairs)
-    db.execute(insert_ignore(ContactTag.__table__, dialect).from_select(
-        ["contact_id", "tag_id"],
-        sa.select(AFTER.c.contact_id, COMBOS.c.tag_id)
-        .select_from(R).join(AFTER, AFTER.c.line == R.line).join(COMBOS, COMBOS.c.combo == R.tags)
-        .where(R.import_id == import_id)))
+    db.execute(sa.text("INSERT INTO import_tag_combos (combo, tag_id) VALUES (:combo, :tag_id)"),
+               pairs)
+    lock_keys(db, "tags", "SELECT tag_id FROM import_tag_combos")
+    db.execute(sa.text("INSERT INTO contact_tags (contact_id, tag_id) SELECT n.contact_id, "
+                       "k.tag_id FROM import_new n JOIN import_tag_combos k ON k.combo = n.tags"))
+    if not matched:
+        return
+    db.execute(sa.text("INSERT INTO contact_tags (contact_id, tag_id) SELECT m.contact_id, "
+                       "k.tag_id FROM import_match m JOIN import_stage s ON s.line = m.line "
+                       "JOIN import_tag_combos k ON k.combo = s.tags WHERE true "
+                       "ON CONFLICT DO NOTHING"))
 
 
-def _grant_consent(db: Session, imp: Import, channel: Channel, now: datetime) -> None:
+def _grant_consent(db: Session, plan: ImportPlan, channel: Channel, matched: int) -> None:
     """Record the consent the import gave: for its new contacts (granted at insert) and for
     existing ones that had none. A revoked consent is never granted back, and a suppression
     is never lifted, by an import.
     """
-    state = getattr(Contact, f"{channel.value}_consent")
-    address = Contact.email if channel is Channel.EMAIL else Contact.phone
-    staged = R.email if channel is Channel.EMAIL else R.phone
-    evidence = {"import_id": imp.id, "file": imp.filename, "mode": imp.mode,
-                "consent_source": imp.consent_source, "staff_user_id": imp.created_by_id,
-                "imported_at": now.isoformat()}
-    event = [sa.literal(channel.value), sa.literal(ConsentStatus.GRANTED.value),
-             sa.literal("import"), sa.literal(evidence, ConsentEvent.evidence.type),
-             sa.literal(imp.created_by_id, sa.Integer),
-             sa.literal(now, ConsentEvent.created_at.type)]
-    columns = ["contact_id", "channel", "status", "source", "evidence", "created_by_id",
-               "created_at"]
-    new = (sa.select(Contact.id, *event).select_from(BEFORE)
-           .join(AFTER, AFTER.c.line == BEFORE.c.line)
-           .join(Contact, Contact.id == AFTER.c.contact_id)
-           .where(BEFORE.c.contact_id.is_(None), state == ConsentStatus.GRANTED.value))
-    db.execute(sa.insert(ConsentEvent).from_select(columns, new))
-    suppressed = sa.exists().where(Suppression.channel == channel.value,
-                                   Suppression.address == address)
-    eligible = (sa.select(Contact.id).select_from(BEFORE)
-                .join(R, sa.and_(R.line == BEFORE.c.line, R.import_id == imp.id))
-                .join(Contact, Contact.id == BEFORE.c.contact_id)
-                .where(staged == address, state == ConsentStatus.NONE.value, ~suppressed))
-    db.execute(sa.insert(ConsentEvent).from_select(columns, eligible.add_columns(*event)))
-    db.execute(sa.update(Contact).where(Contact.id.in_(eligible.correlate(None).scalar_subquery()))
-               .values(**{f"{channel.value}_consent": ConsentStatus.GRANTED.value})
-               .execution_options(synchronize_session=False))
+    state, address = f"{channel.value}_consent", channel_column(channel)
+    params = {"channel": channel.value, "none": _NONE, "evidence": plan.evidence,
+              "by": plan.created_by_id, "now": plan.now}
+    db.execute(_consent_events(f"import_new WHERE {state} = '{_GRANTED}'"), params)
+    if not matched:
+        return
+    # Existing contacts: only where the file's address is theirs, they gave no answer yet,
+    # and the address is not suppressed.
+    eligible = ("SELECT c.id AS contact_id FROM import_match m "
+                "JOIN import_stage s ON s.line = m.line JOIN contacts c ON c.id = m.contact_id "
+                f"WHERE s.{address} = c.{address} AND c.{state} = :none AND NOT EXISTS "
+                "(SELECT 1 FROM suppressions x WHERE x.channel = :channel "
+                f"AND x.address = c.{address})")
+    db.execute(_consent_events(f"({eligible}) e"), params)
+    db.execute(sa.text(f"UPDATE contacts SET {state} = '{_GRANTED}' WHERE id IN "
+                       f"(SELECT contact_id FROM ({eligible}) e)"), params)
+
+
+def channel_column(channel: Channel) -> str:
+    """The contacts column holding a channel's address."""
+    return "email" if channel is Channel.EMAIL else "phone"
+
+
+def _consent_events(source: str) -> sa.TextClause:
+    """INSERT a granted consent event from the import for each contact_id of `source`."""
+    return sa.text(
+        "INSERT INTO consent_events (contact_id, channel, status, source, evidence, "
+        f"created_by_id, created_at) SELECT contact_id, :channel, '{_GRANTED}', 'import', "
+        f":evidence, :by, :now FROM {source}").bindparams(
+            sa.bindparam("evidence", type_=ConsentEvent.evidence.type),
+            sa.bindparam("by", type_=sa.Integer),
+            sa.bindparam("now", type_=ConsentEvent.created_at.type))

@@ -1,8 +1,9 @@
 """CSV import of contacts: checked at upload, staged in batches, applied in one transaction.
 
-Reading and validating is streaming Python (memory stays flat); everything per contact after
-that is set-based SQL over the staging table `import_rows`, inside a single transaction, so
-a crash leaves no half-written contact and running the same file again changes nothing.
+Reading, validating and deduping is streaming Python (import_stage.py: memory grows only with
+the file's distinct addresses); everything per contact after that is set-based SQL over the
+staged rows (import_apply.py), inside a single transaction with the staging itself, so a crash
+leaves no half-written contact and running the same file again changes nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from outreach import db as database
-from outreach.contacts import consent
 from outreach.contacts.csvfile import CsvError, custom_columns, match_columns, open_csv
-from outreach.contacts.import_apply import apply_import
+from outreach.contacts.import_apply import (
+    ImportPlan,
+    apply_chunk,
+    create_stage_tables,
+    finish_apply,
+    start_apply,
+)
+from outreach.contacts.import_stage import Columns, StageWriter, stage_records
 from outreach.contacts.models import (
-    Channel,
     ContactList,
     Import,
     ImportRejection,
@@ -28,22 +34,11 @@ from outreach.contacts.models import (
     Tombstone,
     TransferStatus,
 )
-from outreach.contacts.normalize import InvalidAddress, normalize_email, normalize_phone
 from outreach.contacts.service import find_list
-from outreach.contacts.timezones import (
-    infer_timezone,
-    state_for_phone,
-    state_for_zip,
-    valid_timezone,
-)
 from outreach.db import utcnow
 from outreach.exceptions import NotFound, ValidationError
 from outreach.files.service import open_stored, store_stream
 from outreach.queue import enqueue
-
-BATCH = 5000
-FIELDS = ("email", "phone", "first_name", "last_name", "postal_code", "timezone", "tags")
-MAX_VALUE = 200
 
 
 def parse_consent(value: str | None) -> str:
@@ -128,10 +123,16 @@ def run_import(import_id: int,
         with engine.begin() as conn:  # a retried job starts from a clean slate
             conn.execute(sa.delete(ImportRow).where(ImportRow.import_id == import_id))
             conn.execute(sa.delete(ImportRejection).where(ImportRejection.import_id == import_id))
-        _stage(session, imp, on_progress)
-        imp.phase = "applying"
-        session.commit()
-        apply_import(session, imp)
+        # Staged rows live in temporary tables of this session's connection, inside the one
+        # transaction that applies them. Progress goes through other connections meanwhile,
+        # so this session must not write the imports row before the end.
+        create_stage_tables(session)
+        plan = start_apply(session, imp)
+        total = _stage(session, imp, plan, on_progress)
+        _progress(engine, imp.id, total, 99, phase="applying")
+        apply_chunk(session, plan)  # what is still staged: all of it on SQLite, else nothing
+        finish_apply(session, plan, imp)
+        imp.rows_total = imp.rows_processed = total
         imp.status, imp.phase, imp.progress = TransferStatus.DONE.value, "", 100
         imp.finished_at = utcnow()
         session.commit()
@@ -146,127 +147,49 @@ def run_import(import_id: int,
         raise  # RQ records the job as failed with its traceback
 
 
-def _stage(session: Session, imp: Import,
-           on_progress: Callable[[int, int], None] | None = None) -> None:
-    """Read, validate and normalize each row; write staged rows and rejections in batches."""
+def _stage(session: Session, imp: Import, plan: ImportPlan,
+           on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Read, validate and normalize each row, applying them batch by batch; return the count."""
     assert imp.file_id is not None
+    import_id, file_id, column_map = imp.id, imp.file_id, dict(imp.column_map or {})
     engine = session.get_bind()
-    stream, raw = open_stored(engine, imp.file_id)
-    size = max(1, _file_size(session, imp.file_id))
+    stream, raw = open_stored(engine, file_id)
+    size = max(1, _file_size(session, file_id))
     source = open_csv(stream)
-    column_map = dict(imp.column_map or match_columns(source.header))
+    column_map = column_map or dict(match_columns(source.header))
     ignored = {int(i) for i in column_map.pop("_ignore", None) or []}
     mapping = {k: int(v) for k, v in column_map.items() if not k.startswith("custom:")}
     # Columns neither mapped nor ignored become custom fields named after their header.
     custom = custom_columns(source.header, {**mapping, **{f"_ignore{i}": i for i in ignored}})
     custom.update({k.removeprefix("custom:"): int(v) for k, v in column_map.items()
                    if k.startswith("custom:")})
+    cols = Columns.of(mapping, custom)
     tombstones = set(session.scalars(sa.select(Tombstone.digest)))
     region = current_app.config.get("DEFAULT_REGION", "US")
-    staged: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    total = 0
-    for total, (line, values, error) in enumerate(_records(source), start=1):
-        row, reason = (None, error) if error else _normalize(values, mapping, custom, region,
-                                                              tombstones)
-        if row is None:
-            rejected.append({"import_id": imp.id, "line": line, "reason": reason,
-                             "values": json.dumps(values[:50], ensure_ascii=False)})
-        else:
-            row["import_id"], row["line"] = imp.id, line
-            row["raw"] = json.dumps(values, ensure_ascii=False)
-            staged.append(row)
-        if len(staged) + len(rejected) >= BATCH:
-            _flush(engine, staged, rejected)
-            percent = min(99, raw.bytes_read * 100 // size)
-            _progress(engine, imp.id, total, percent)
-            if on_progress:
-                on_progress(total, percent)
-    _flush(engine, staged, rejected)
-    imp.rows_total = imp.rows_processed = total
-    imp.progress = 99
 
+    def batch_done(total: int) -> None:
+        percent = min(99, raw.bytes_read * 100 // size)
+        _progress(engine, import_id, total, percent)
+        if on_progress:
+            on_progress(total, percent)
 
-def _records(source: Any) -> Iterator[tuple[int, list[str], str | None]]:
-    for row in source.rows():
-        yield row.line, row.values, row.error
-
-
-def _normalize(values: list[str], mapping: dict[str, int], custom: dict[str, int], region: str,
-               tombstones: set[str]) -> tuple[dict[str, Any] | None, str]:
-    """One row as a staged record, or None and the reason it is rejected."""
-    get = {f: values[i].strip() if i < len(values) else "" for f, i in mapping.items()}
-    email = phone = None
-    if get.get("email"):
-        try:
-            email = normalize_email(get["email"])
-        except InvalidAddress as exc:
-            return None, str(exc)
-    if get.get("phone"):
-        try:
-            phone = normalize_phone(get["phone"], region)
-        except InvalidAddress as exc:
-            return None, str(exc)
-    if not email and not phone:
-        return None, "no email or phone"
-    for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone)):
-        if address and tombstones and consent.tombstone_digest(channel, address) in tombstones:
-            return None, f"{channel.value} address belongs to a contact erased on request"
-    postal = get.get("postal_code") or None
-    tz = get.get("timezone") or None
-    if not tz or not valid_timezone(tz):
-        tz = infer_timezone(phone, postal)
-    fields = {k: values[i].strip() for k, i in custom.items() if i < len(values) and values[i]}
-    tags = sorted({t.strip()[:100] for t in get.get("tags", "").replace(";", ",").split(",")
-                   if t.strip()})
-    return {
-        "email": email, "phone": phone,
-        "first_name": (get.get("first_name") or "")[:MAX_VALUE] or None,
-        "last_name": (get.get("last_name") or "")[:MAX_VALUE] or None,
-        "postal_code": (postal or "")[:20] or None, "timezone": tz,
-        "region": (phone and state_for_phone(phone)) or (postal and state_for_zip(postal)) or None,
-        "fields": json.dumps(fields, ensure_ascii=False) if fields else None,
-        "tags": "|".join(tags) or None,
-    }, ""
-
-
-def _flush(engine: sa.Engine, staged: list[dict[str, Any]],
-           rejected: list[dict[str, Any]]) -> None:
-    """Write a batch of staged rows (COPY on PostgreSQL) and rejections, then clear them."""
-    if staged:
-        if engine.dialect.name == "postgresql":
-            _copy_rows(engine, staged)
-        else:
-            with engine.begin() as conn:
-                conn.execute(sa.insert(ImportRow), staged)
-    if rejected:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(ImportRejection), rejected)
-    staged.clear()
-    rejected.clear()
-
-
-STAGE_COLUMNS = ("import_id", "line", "email", "phone", "first_name", "last_name",
-                 "postal_code", "timezone", "region", "fields", "tags", "raw")
-
-
-def _copy_rows(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
-    """Stage rows with PostgreSQL's COPY, the fastest way in."""
-    raw = engine.raw_connection()
+    # From here on the writer's thread alone uses the session, until stage_records returns.
+    writer = StageWriter(session.connection(), lambda: apply_chunk(session, plan))
     try:
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY import_rows ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row[c] for c in STAGE_COLUMNS])
-        raw.commit()
+        return stage_records(source.records(cols.width()), cols, region, tombstones, writer,
+                             batch_done)
     finally:
-        raw.close()
+        writer.stop()
 
 
-def _progress(engine: sa.Engine, import_id: int, processed: int, percent: int) -> None:
+def _progress(engine: sa.Engine, import_id: int, processed: int, percent: int,
+              phase: str | None = None) -> None:
+    """Publish how far the import is, in its own short transaction."""
+    values: dict[str, Any] = {"rows_processed": processed, "progress": percent}
+    if phase is not None:
+        values["phase"] = phase
     with engine.begin() as conn:
-        conn.execute(sa.update(Import).where(Import.id == import_id)
-                     .values(rows_processed=processed, progress=percent))
+        conn.execute(sa.update(Import).where(Import.id == import_id).values(**values))
 
 
 def _file_size(session: Session, file_id: int) -> int:

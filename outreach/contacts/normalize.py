@@ -44,7 +44,7 @@ def normalize_email(raw: str) -> str:
 
 
 @lru_cache(maxsize=2048)
-def _open_area(npa: str) -> bool:
+def open_area(npa: str) -> bool:
     """Whether phonenumbers accepts every exchange of this US or Canadian area code.
 
     Most area codes accept any NXX exchange, so the check is done once per area code; areas
@@ -70,7 +70,7 @@ def normalize_phone(raw: str, region: str = "US") -> str:
         match = _NANP.fullmatch(compact)
         if match and (len(compact) == 10 or compact.startswith(("1", "+1"))):
             npa, rest = match.groups()
-            if _open_area(npa):
+            if open_area(npa):
                 return f"+1{npa}{rest}"
     try:
         number = phonenumbers.parse(value, region)

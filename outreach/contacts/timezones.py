@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, available_timezones
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+from outreach.contacts.normalize import open_area
+
 # First three ZIP digits -> USPS state code, as the USPS allocates them; gaps are unassigned.
 # AA, AE and AP are military mail (APO/FPO), with no time zone to infer.
 _ZIP3_STATES: tuple[tuple[int, int, str], ...] = (
@@ -140,9 +142,34 @@ def timezone_for_phone(phone: str, country: str = "US") -> str | None:
     """The one zone a number's prefix lies in, per libphonenumber; None when it spans several."""
     if phone.startswith("+1") and len(phone) == 12:
         # North American zones are set per area code and exchange at the finest: answer once
-        # per "+1NPANXX" (an import of a million numbers asks for a few thousand of them).
-        return _nanp_zone(phone[:8])
+        # per area code where libphonenumber has no finer entry, else once per "+1NPANXX".
+        zone = _area_zone(phone[2:5])
+        return _nanp_zone(phone[:8]) if zone is _BY_EXCHANGE else zone
     return _zone_for(phone, country)
+
+
+_BY_EXCHANGE = "by exchange"  # an area code whose exchanges lie in different zones
+
+
+@cache
+def _area_zone(npa: str) -> str | None:
+    """The zone of every number of an area code, or _BY_EXCHANGE when it depends on more."""
+    # Only where every exchange is a valid number (see normalize.open_area) does the area
+    # code alone decide libphonenumber's answer.
+    finer = any(len(prefix) > 4 and prefix.startswith("1" + npa) for prefix in _finer_prefixes())
+    if finer or not npa.isdigit() or not open_area(npa):
+        return _BY_EXCHANGE
+    zones = {_nanp_zone(f"+1{npa}{exchange}") for exchange in ("234", "456", "678", "890")}
+    # A sample number libphonenumber refuses says nothing about the others: ask per exchange.
+    return zones.pop() if len(zones) == 1 and None not in zones else _BY_EXCHANGE
+
+
+@cache
+def _finer_prefixes() -> tuple[str, ...]:
+    """libphonenumber's North American time zone prefixes longer than "1" + area code."""
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    return tuple(prefix for prefix in TIMEZONE_DATA if prefix[0] == "1" and len(prefix) > 4)
 
 
 @lru_cache(maxsize=65536)
@@ -188,6 +215,8 @@ def state_for_zip(postal_code: str) -> str | None:
 
 def state_for_phone(phone_e164: str) -> str | None:
     """The US state (or territory) of a +1 number's area code; None outside the US."""
+    if len(phone_e164) == 12 and phone_e164.startswith("+1"):  # E.164, as imports give it
+        return _STATE_OF_AREA_CODE.get(phone_e164[2:5]) if phone_e164[2:].isdigit() else None
     digits = re.sub(r"\D", "", phone_e164)
     if len(digits) == 10 and not phone_e164.lstrip().startswith("+"):
         digits = "1" + digits  # a national number with the country code left off
