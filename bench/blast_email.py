@@ -721,7 +721,7 @@ def _shape(query: str) -> str:
 
 PROBE_AT = (0.10, 0.35, 0.60, 0.85)
 BREAKER_SQL = ("SELECT count(*) FROM (SELECT status, address FROM messages WHERE blast_id = %s "
-               "AND status IN ('sent', 'delivered', 'bounced', 'failed', 'unknown') "
+               "AND (status || '') IN ('sent', 'delivered', 'bounced', 'failed', 'unknown') "
                "ORDER BY id DESC LIMIT 500) AS recent")
 
 
@@ -931,7 +931,7 @@ def email_phases() -> Phases:
     """The steps of one email send_batch, nested as they run."""
     from outreach.blasts import pipeline, sending
     from outreach.channels import sendgrid
-    from outreach.content import merge
+    from outreach.content import evaluation
 
     phases = Phases()
     for owner, name, label in [
@@ -942,8 +942,7 @@ def email_phases() -> Phases:
         (sending, "send_rows", "  send_rows"),
         (sending, "_contacts", "    load contacts (SELECT)"),
         (sending, "merge_context", "    merge_context"),
-        (merge, "substitutions", "    merge.substitutions (Jinja)"),
-        (sending, "make_token", "    make_token (HMAC)"),
+        (evaluation.MergeEvaluator, "substitutions", "    MergeEvaluator.substitutions"),
         (sendgrid, "mail_body", "    mail_body"),
         (sendgrid.SendGridEmailChannel, "_post", "    SDK POST (JSON, HTTP, emulator)"),
         (sending, "record_results", "    record_results (executemany)"),

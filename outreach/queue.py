@@ -14,6 +14,8 @@ from redis import Redis
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
+from outreach.observability.logs import JobLogContext, job_context
+
 log = logging.getLogger(__name__)
 
 # One queue per kind of work (DESIGN.md), listed in the order a worker serves them.
@@ -101,7 +103,7 @@ def job_class_for(app: Flask) -> type[Job]:
                 # A forked work horse must not reuse the parent's pooled connections.
                 engine.dispose(close=False)
                 app.extensions["db_pid"] = os.getpid()
-            with app.app_context():
+            with app.app_context(), job_context(self):
                 return super().perform()
 
     return AppJob
@@ -112,8 +114,12 @@ def make_worker(app: Flask, queues: Sequence[str] = QUEUES, simple: bool = False
     from rq import SimpleWorker
 
     client = connection(app)
-    worker_class = SimpleWorker if simple else Worker
-    return worker_class(
+    base = SimpleWorker if simple else Worker
+
+    class OutreachWorker(JobLogContext, base):  # type: ignore[valid-type,misc]
+        pass
+
+    return OutreachWorker(
         [get_queue(name, client) for name in queues],
         connection=client,
         job_class=job_class_for(app),

@@ -64,14 +64,28 @@ def prepare_blast(blast_id: int) -> None:
     blast.status = BlastStatus.PREPARING.value
     session.commit()
     dialect = session.get_bind().dialect.name
+    # Hold the blast row until the messages are written: a duplicated prepare job waits here,
+    # then finds the blast already sending.
+    status = session.scalar(sa.select(Blast.status).where(Blast.id == blast.id)
+                            .with_for_update())
+    if status != BlastStatus.PREPARING:
+        session.rollback()
+        return
     address = address_column(blast.channel)
     now = utcnow()
-    session.execute(insert_ignore(Message.__table__, dialect).from_select(
+    # A first preparation writes into no existing row of this blast: a plain INSERT, much
+    # cheaper than ON CONFLICT's speculative insertion; a blast paused while preparing and
+    # resumed prepares again and skips the rows it already has.
+    again = session.scalar(sa.select(Message.id).where(Message.blast_id == blast.id).limit(1))
+    insert = (insert_ignore(Message.__table__, dialect) if again is not None
+              else sa.insert(Message.__table__))
+    written = session.execute(insert.from_select(
         ["blast_id", "contact_id", "address", "status", "attempts", "updated_at"],
         sa.select(sa.literal(blast.id), Contact.id, address,
                   sa.literal(MessageStatus.QUEUED.value), sa.literal(0),
                   sa.literal(now, Message.updated_at.type))
-        .where(audience_condition(session, blast)).order_by(Contact.id)))
+        .where(audience_condition(session, blast)).order_by(Contact.id))
+        .execution_options(preserve_rowcount=True)).rowcount
     if dialect == "postgresql":
         session.execute(sa.text("ANALYZE messages"))  # a million new rows: fresh statistics
     apply_windows(session, blast, now)
@@ -80,8 +94,11 @@ def prepare_blast(blast_id: int) -> None:
         session.execute(insert_ignore(Link.__table__, dialect),
                         [{"blast_id": blast.id, "position": i, "url": url}
                          for i, url in enumerate(links)])
-    blast.total = int(session.scalar(sa.select(sa.func.count()).select_from(Message)
-                                     .where(Message.blast_id == blast.id)) or 0)
+    if again is None and written >= 0:
+        blast.total = written
+    else:
+        blast.total = int(session.scalar(sa.select(sa.func.count()).select_from(Message)
+                                         .where(Message.blast_id == blast.id)) or 0)
     # Only move on if nobody paused or canceled the blast meanwhile.
     moved = session.execute(sa.update(Blast).where(
         Blast.id == blast.id, Blast.status == BlastStatus.PREPARING.value)
@@ -95,6 +112,14 @@ def prepare_blast(blast_id: int) -> None:
 def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, int]]:
     """(first id, last id) of consecutive groups of at most 1000 of a blast's messages."""
     session = database.session()
+    if not only_queued:
+        # One preparation numbers its rows consecutively: the ranges follow from the ends.
+        low, high, count = session.execute(
+            sa.select(sa.func.min(Message.id), sa.func.max(Message.id), sa.func.count())
+            .where(Message.blast_id == blast_id)).one()
+        if count and high - low + 1 == count:
+            return [(a, min(a + BATCH_SIZE - 1, high))
+                    for a in range(int(low), int(high) + 1, BATCH_SIZE)]
     numbered = sa.select(
         Message.id, ((sa.func.row_number().over(order_by=Message.id) - 1) // BATCH_SIZE)
         .label("n")).where(Message.blast_id == blast_id)
@@ -127,17 +152,24 @@ def drop_opted_out(blast: Blast, first_id: int, last_id: int) -> None:
     session = database.session()
     address = address_column(blast.channel)
     state = Contact.email_consent if blast.channel == "email" else Contact.sms_consent
-    gone = sa.or_(
-        sa.exists().where(Suppression.channel == blast.channel,
-                          Suppression.address == Message.address),
-        ~sa.exists().where(Contact.id == Message.contact_id, state == "granted",
-                           address == Message.address))
-    session.execute(sa.update(Message).where(
+    # Scalar subqueries, one index lookup per row of the range: EXISTS under an OR may be
+    # planned as a hash of every contact or suppression, a cost that grows with the whole
+    # database at every batch.
+    consenting = (sa.select(sa.and_(state == "granted", address == Message.address))
+                  .where(Contact.id == Message.contact_id).scalar_subquery())
+    suppressed = (sa.select(sa.literal(1)).where(Suppression.channel == blast.channel,
+                                                 Suppression.address == Message.address)
+                  .limit(1).scalar_subquery())
+    gone = session.scalars(sa.select(Message.id).where(
         Message.blast_id == blast.id, Message.id.between(first_id, last_id),
-        Message.status == MessageStatus.QUEUED.value, gone)
-        .values(status=MessageStatus.CANCELED.value, updated_at=utcnow(),
-                error="opted out or suppressed before sending")
-        .execution_options(synchronize_session=False))
+        Message.status == MessageStatus.QUEUED.value,
+        sa.or_(consenting.is_not(True), suppressed.is_not(None)))).all()
+    if gone:
+        session.execute(sa.update(Message).where(
+            Message.id.in_(gone), Message.status == MessageStatus.QUEUED.value)
+            .values(status=MessageStatus.CANCELED.value, updated_at=utcnow(),
+                    error="opted out or suppressed before sending")
+            .execution_options(synchronize_session=False))
     session.commit()
 
 
@@ -154,8 +186,10 @@ def claim(blast_id: int, first_id: int, last_id: int) -> list[Any]:
         due_rows = sa.and_(row.blast_id == blast_id, row.id.between(first_id, last_id),
                            row.status == MessageStatus.QUEUED.value,
                            sa.or_(row.not_before.is_(None), row.not_before <= now))
-        target = Message.id.in_(sa.select(row.id).where(due_rows).with_for_update(
-            skip_locked=True).correlate(None).scalar_subquery())
+        # The range again outside the subquery: without it PostgreSQL may hash-join the locked
+        # ids against a scan of every message.
+        target = sa.and_(due, Message.id.in_(sa.select(row.id).where(due_rows).with_for_update(
+            skip_locked=True).correlate(None).scalar_subquery()))
     else:
         target = due  # SQLite runs one writer at a time: the UPDATE itself is atomic
     rows = session.execute(
@@ -174,9 +208,14 @@ def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
     blast = session.get(Blast, blast_id)
     if blast is None or blast.status != BlastStatus.SENDING:
         return 0  # paused or canceled: resume re-enqueues what is left
-    roll_expired_windows(session, blast, first_id, last_id)
+    if blast.window_start or blast.channel == "sms":  # only windows and quiet hours expire
+        roll_expired_windows(session, blast, first_id, last_id)
     drop_opted_out(blast, first_id, last_id)
     rows = claim(blast_id, first_id, last_id)
+    if rows and blast.channel == "sms":
+        from outreach.blasts import handover  # it builds on this module
+
+        return handover.send_sms_chain(blast, first_id, last_id, rows)
     if rows:
         try:
             sending.send_rows(blast, rows)
@@ -208,12 +247,10 @@ def release(blast_id: int, message_ids: list[int], reason: str) -> None:
 def _reschedule_rest(blast_id: int, first_id: int, last_id: int) -> None:
     """Queue this batch again for its rows that are not due yet (windows, retries)."""
     session = database.session()
-    nxt = session.scalar(sa.select(sa.func.min(Message.not_before)).where(
-        Message.blast_id == blast_id, Message.id.between(first_id, last_id),
-        Message.status == MessageStatus.QUEUED.value))
-    pending = session.scalar(sa.select(sa.func.count()).select_from(Message).where(
-        Message.blast_id == blast_id, Message.id.between(first_id, last_id),
-        Message.status == MessageStatus.QUEUED.value))
+    pending, nxt = session.execute(sa.select(sa.func.count(), sa.func.min(Message.not_before))
+                                   .where(Message.blast_id == blast_id,
+                                          Message.id.between(first_id, last_id),
+                                          Message.status == MessageStatus.QUEUED.value)).one()
     if not pending:
         return
     at = max(nxt or utcnow(), utcnow() + timedelta(seconds=1))
@@ -283,13 +320,30 @@ def _scheduled_retries(queue_name: str) -> set[str]:
 RECONCILE_JOB_ID = "outreach-reconcile"
 
 
-def schedule_reconciler(interval: int = 60) -> None:
+def schedule_reconciler(interval: int | None = None) -> None:
     """Keep one reconcile job running every `interval` seconds (idempotent)."""
+    interval = interval or int(current_app.config.get("RECONCILE_SECONDS") or 60)
     enqueue("default", run_reconciler, interval, job_id=RECONCILE_JOB_ID,
             at=utcnow() + timedelta(seconds=interval))
 
 
-def run_reconciler(interval: int = 60) -> dict[str, int]:
+def ensure_reconciler(interval: int | None = None) -> bool:
+    """Schedule the reconciler again if Redis lost it (a restart without its data); True if so."""
+    registry = get_queue("default").scheduled_job_registry
+    if redis().zscore(registry.key, RECONCILE_JOB_ID) is not None:
+        return False
+    try:
+        status = Job.fetch(RECONCILE_JOB_ID, connection=redis()).get_status(refresh=False)
+    except Exception:  # noqa: BLE001 - NoSuchJobError and friends: the job is gone
+        status = None
+    if status in (JobStatus.QUEUED, JobStatus.STARTED):
+        return False  # about to run, or running: it schedules its next run itself
+    log.warning("the reconciler job was missing from Redis; scheduling it again")
+    schedule_reconciler(interval)
+    return True
+
+
+def run_reconciler(interval: int | None = None) -> dict[str, int]:
     """The periodic job: reconcile, then schedule the next run."""
     from outreach.tracking.buffer import flush_hits
 

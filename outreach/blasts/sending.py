@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import RedisError
 
 from outreach import db as database
 from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus
@@ -20,10 +22,12 @@ from outreach.contacts import consent
 from outreach.contacts.models import Channel, Contact, Suppression
 from outreach.content import merge
 from outreach.content.compile import CompiledEmail, CompiledSms, compile_email, compile_sms
+from outreach.content.evaluation import MergeEvaluator
 from outreach.content.models import TemplateVersion
 from outreach.content.service import merge_context
 from outreach.db import insert_ignore, utcnow
-from outreach.tokens import make_token
+from outreach.observability import counters
+from outreach.tokens import token_signer
 
 log = logging.getLogger(__name__)
 MERGE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
@@ -44,6 +48,13 @@ def _compiled_email(version_id: int, base_url: str) -> CompiledEmail:
 
 
 @lru_cache(maxsize=64)
+def _evaluator(merges: merge.Merges) -> MergeEvaluator:
+    """An evaluator per set of merges, kept with the process so its memo serves every batch
+    (keyed by the expressions themselves, never by ids a fresh database may reuse)."""
+    return MergeEvaluator(merges)
+
+
+@lru_cache(maxsize=64)
 def _compiled_sms(version_id: int) -> tuple[CompiledSms, str | None, str | None]:
     version = database.session().get(TemplateVersion, version_id)
     assert version is not None
@@ -51,7 +62,8 @@ def _compiled_sms(version_id: int) -> tuple[CompiledSms, str | None, str | None]
 
 
 def _contacts(ids: list[int]) -> dict[int, Any]:
-    rows = database.session().execute(sa.select(*MERGE_COLUMNS).where(Contact.id.in_(ids)))
+    session = database.session()
+    rows = session.execute(sa.select(*MERGE_COLUMNS).where(ids_condition(session, Contact.id, ids)))
     return {row.id: row for row in rows}
 
 
@@ -72,17 +84,19 @@ def _send_email(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
     default_name, default_email = parseaddr(config["EMAIL_FROM"])
     base = config["PUBLIC_BASE_URL"].rstrip("/")
     contacts = _contacts([r.contact_id for r in rows if r.contact_id])
-    secret = config["SECRET_KEY"]
+    sign = token_signer(config["SECRET_KEY"])
+    evaluator = _evaluator(compiled.merges)
+    empty = merge_context(_Empty())
     recipients = []
     for row in rows:
         contact = contacts.get(row.contact_id)
-        context = merge_context(contact) if contact is not None else merge_context(_Empty())
-        token = make_token(row.id, secret)
+        context = merge_context(contact) if contact is not None else empty
+        token = sign(row.id)
         unsubscribe = f"{base}/u/{token}"
-        name = " ".join(filter(None, [context["first_name"], context["last_name"]]))
+        first, last = context["first_name"], context["last_name"]
         recipients.append(EmailRecipient(
-            email=row.address, name=name,
-            substitutions=merge.substitutions(compiled.merges, context, token, unsubscribe),
+            email=row.address, name=f"{first} {last}" if first and last else first or last,
+            substitutions=evaluator.substitutions(context, token, unsubscribe),
             headers={"List-Unsubscribe": f"<{unsubscribe}>"},
             custom_args={"outreach_message_id": str(row.id)}))
     batch = EmailBatch(
@@ -96,30 +110,47 @@ def _send_email(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
 
 
 def _send_sms(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
-    config = current_app.config
-    assert blast.template_version_id is not None
-    compiled, _, _ = _compiled_sms(blast.template_version_id)
-    contacts = _contacts([r.contact_id for r in rows if r.contact_id])
-    callback = f"{config['PUBLIC_BASE_URL'].rstrip('/')}/webhooks/twilio/status"
-    sender = config.get("TWILIO_MESSAGING_SERVICE_SID") or config.get("TWILIO_FROM") or ""
-    channel = sms_channel()
-    limiter = _limiter(sender, blast)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    sender = SmsSender(blast)
+    with ThreadPoolExecutor(max_workers=sender.concurrency) as pool:
+        return list(pool.map(sender.sender_for(rows), rows))
 
-    def one(row: Any) -> tuple[Any, SendResult]:
-        contact = contacts.get(row.contact_id)
+
+class SmsSender:
+    """What every text of a blast shares (body, channel, limiter); sends one row at a time."""
+
+    def __init__(self, blast: Blast) -> None:
+        config = current_app.config
+        assert blast.template_version_id is not None
+        self.compiled, _, _ = _compiled_sms(blast.template_version_id)
+        self.callback = f"{config['PUBLIC_BASE_URL'].rstrip('/')}/webhooks/twilio/status"
+        sender = config.get("TWILIO_MESSAGING_SERVICE_SID") or config.get("TWILIO_FROM") or ""
+        self.channel = sms_channel()
+        self.limiter = _limiter(sender, blast)
+        self.concurrency = max(1, config["SMS_CONCURRENCY"])
+        self.app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def sender_for(self, rows: list[Any]) -> Callable[[Any], tuple[Any, SendResult]]:
+        """A thread-safe function that sends one of these rows (their contacts loaded once)."""
+        contacts = _contacts([r.contact_id for r in rows if r.contact_id])
+        return lambda row: self.send(row, contacts.get(row.contact_id))
+
+    def send(self, row: Any, contact: Any) -> tuple[Any, SendResult]:
+        """Merge, wait for a rate-limit slot, send; a row that never left is a retry."""
         context = merge_context(contact) if contact is not None else merge_context(_Empty())
-        subs = merge.substitutions(compiled.merges, context, "", "")
-        body = compiled.body
+        subs = merge.substitutions(self.compiled.merges, context, "", "")
+        body = self.compiled.body
         for tag, value in subs.items():
             body = body.replace(tag, value)
-        if limiter is not None:
-            limiter.wait(1)
-        with app.app_context():
-            return row, channel.send(Sms(to=row.address, body=body, status_callback=callback))
-
-    with ThreadPoolExecutor(max_workers=max(1, config["SMS_CONCURRENCY"])) as pool:
-        return list(pool.map(one, rows))
+        if self.limiter is not None:
+            try:
+                self.limiter.wait(1)
+            except RedisError as exc:
+                # Redis is gone (restarting, say): this text never left, so try it again later.
+                return row, SendResult(Outcome.RETRY, error=f"rate limiter unreachable: {exc}",
+                                       retry_after=5.0)
+        with self.app.app_context():
+            return row, self.channel.send(Sms(to=row.address, body=body,
+                                              status_callback=self.callback))
 
 
 def _limiter(sender: str, blast: Blast) -> Any:
@@ -138,6 +169,21 @@ def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
     session = database.session()
     table = Message.__table__
     now = utcnow()
+    shared = results[0][1] if results else None
+    if (shared is not None and shared.outcome is not Outcome.RETRY and not shared.suppress
+            and all(result is shared for _, result in results)):
+        # A whole SendGrid batch shares one answer: one UPDATE, ids sent as one array.
+        status = (MessageStatus.SENT if shared.outcome is Outcome.ACCEPTED else
+                  MessageStatus.FAILED if shared.outcome is Outcome.REJECTED else
+                  MessageStatus.UNKNOWN).value
+        session.execute(table.update().where(
+            ids_condition(session, table.c.id, [row.id for row, _ in results]),
+            table.c.status == MessageStatus.SENDING.value).values(
+            status=status, provider_id=shared.provider_id, error=shared.error,
+            error_code=shared.error_code, segments=shared.segments, not_before=None,
+            sent_at=now if status == MessageStatus.SENT else None, updated_at=now))
+        session.commit()
+        return
     updates: list[dict[str, Any]] = []
     retry_after = 0.0
     for row, result in results:
@@ -161,7 +207,8 @@ def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
     for key, ids in groups.items():
         if len(ids) > 1:
             session.execute(table.update().where(
-                table.c.id.in_(ids), table.c.status == MessageStatus.SENDING.value)
+                ids_condition(session, table.c.id, ids),
+                table.c.status == MessageStatus.SENDING.value)
                 .values(updated_at=now, **dict(zip(RESULT_FIELDS, key, strict=True))))
     if singles:  # distinct outcomes (texts: one provider id each) go in one executemany
         session.execute(table.update().where(
@@ -175,10 +222,44 @@ def record_results(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
     suppress = [(row, result) for row, result in results if result.suppress]
     for row, result in suppress:
         _suppress(session, blast, row, result)
+    _note_waiting(session, blast, results, now + timedelta(seconds=retry_after))
     session.commit()
+    counters.count_outcomes(blast.channel, [u["status"] for u in updates])
     if retry_after:
         log.info("blast %s: %d messages to retry in %.0f s", blast.id,
                  sum(1 for _, r in results if r.outcome is Outcome.RETRY), retry_after)
+
+
+def ids_condition(session: Any, column: Any, ids: list[int]) -> Any:
+    """`column IN ids`; on PostgreSQL one array parameter instead of a parameter per id."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam("ids", ids, type_=ARRAY(sa.BigInteger)))
+    return column.in_(ids)
+
+
+PROVIDER_NAMES = {"sendgrid": "SendGrid", "twilio": "Twilio", "smtp": "The SMTP server"}
+WAITING = "Waiting: "
+
+
+def _note_waiting(session: Any, blast: Blast, results: list[tuple[Any, SendResult]],
+                  next_try: datetime) -> None:
+    """Say on the blast why it waits for the provider, and clear that once a send goes through."""
+    retry = next((r for _, r in results if r.outcome is Outcome.RETRY), None)
+    if retry is not None:
+        channel = email_channel() if blast.channel == "email" else sms_channel()
+        who = PROVIDER_NAMES.get(channel.name, channel.name)
+        what = (f"{who} answered {retry.error_code} {retry.error or ''}".strip()
+                if retry.error_code else retry.error or f"{who} could not be reached")
+        reason = f"{WAITING}{what}; next try at {next_try:%H:%M:%S} UTC"
+        session.execute(sa.update(Blast).where(Blast.id == blast.id,
+                                               Blast.status == BlastStatus.SENDING.value)
+                        .values(status_reason=reason[:500]))
+    elif any(r.outcome is Outcome.ACCEPTED for _, r in results):
+        session.execute(sa.update(Blast).where(Blast.id == blast.id,
+                                               Blast.status_reason.like(f"{WAITING}%"))
+                        .values(status_reason=None))
 
 
 RESULT_FIELDS = ("status", "provider_id", "error", "error_code", "segments", "not_before",
@@ -213,9 +294,11 @@ def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
     config = current_app.config
     session = database.session()
     window = config["BREAKER_WINDOW"]
+    # (status || '') keeps PostgreSQL on the id range: statistics taken at preparation say no
+    # message is sent yet, and the (blast, status) index would then walk every sent message.
     recent = (sa.select(Message.status, Message.address).where(
         Message.blast_id == blast_id, Message.id.between(first_id, last_id),
-        Message.status.in_(["sent", "delivered", "bounced", "failed", "unknown"]))
+        (Message.status + "").in_(["sent", "delivered", "bounced", "failed", "unknown"]))
         .order_by(Message.id.desc()).limit(window).subquery())
     total, failed = session.execute(sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((recent.c.status == "failed", 1),
