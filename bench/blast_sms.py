@@ -439,6 +439,21 @@ def report(args: argparse.Namespace, runs: dict[str, dict[str, Any]],
                                              f"{', '.join(missing)}"))
     print_figures(rows, title=f"bench/blast_sms.py --messages {args.messages} "
                               f"--limited-messages {args.limited_messages}")
+    if "limited" in runs:
+        target = args.rate * WINDOW
+        low, high = target * (1 - TOLERANCE), target * (1 + TOLERANCE)
+        counts = windows(runs["limited"]["stamps"])
+        print(f"\n(b) every 10-s window (start s after the first request + {RAMP:g} s: count; "
+              f"* = outside {low:g}..{high:g}):")
+        cells = [f"{i * STEP:>4.0f}:{c:>4}{'*' if not low <= c <= high else ' '}"
+                 for i, c in enumerate(counts)]
+        for i in range(0, len(cells), 10):
+            print("  " + " ".join(cells[i:i + 10]))
+        verdict_b = "MET" if counts and len(counts) >= 6 and all(
+            low <= c <= high for c in counts) else "NOT MET"
+        print(f"  verdict (b): {verdict_b} ({sum(low <= c <= high for c in counts)} of "
+              f"{len(counts)} windows inside, min {min(counts, default=0)}, "
+              f"max {max(counts, default=0)})")
     for label, run in runs.items():
         if run["watch"].sql:
             print(f"\nSQL in flight during ({label[0]}) {label}, by quarter of the accepted count:")

@@ -40,6 +40,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMS_RATE_PER_SENDER": None,
     "SMS_CONCURRENCY": "16",
     "SEND_STALE_SECONDS": "600",
+    "RECONCILE_SECONDS": "60",
+    "PROVIDER_TIMEOUT_SECONDS": "30",
     "BREAKER_WINDOW": "500",
     "BREAKER_MAX_FAILURE_RATE": "0.05",
     "BREAKER_MAX_OPTOUT_RATE": "0.02",
@@ -53,17 +55,23 @@ ENV_SETTINGS: dict[str, Any] = {
     "ACTION_RATE_LIMIT_IP": "100",
     "ACTION_RATE_LIMIT_ADDRESS": "5",
     "ACTION_RATE_WINDOW": "3600",
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
+    "METRICS_TOKEN": None,
 }
 
 INT_SETTINGS = {"MAX_UPLOAD_MB", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT_SECONDS",
                 "SMS_CONCURRENCY", "SEND_STALE_SECONDS", "BREAKER_WINDOW", "TRUST_PROXY",
-                "ACTION_RATE_LIMIT_IP", "ACTION_RATE_LIMIT_ADDRESS", "ACTION_RATE_WINDOW"}
+                "RECONCILE_SECONDS", "ACTION_RATE_LIMIT_IP", "ACTION_RATE_LIMIT_ADDRESS",
+                "ACTION_RATE_WINDOW"}
 FLOAT_SETTINGS = {"SMS_RATE_PER_SECOND", "BREAKER_MAX_FAILURE_RATE", "BREAKER_MAX_OPTOUT_RATE",
-                  "MACHINE_OPEN_SECONDS", "MACHINE_CLICK_SECONDS", "SMS_SEGMENT_PRICE"}
+                  "PROVIDER_TIMEOUT_SECONDS", "MACHINE_OPEN_SECONDS", "MACHINE_CLICK_SECONDS",
+                  "SMS_SEGMENT_PRICE"}
 CHOICES = {
     "EMAIL_BACKEND": {"outbox", "sendgrid", "smtp"},
     "SMS_BACKEND": {"outbox", "twilio"},
     "OUTREACH_ENV": {"development", "production", "testing"},
+    "LOG_FORMAT": {"text", "json"},
 }
 
 
@@ -117,6 +125,8 @@ def finalize(config: dict[str, Any], instance_path: Path) -> None:
     https = str(config.get("PUBLIC_BASE_URL", "")).startswith("https://")
     # Flask ships defaults for these keys, so they are assigned rather than defaulted.
     config["SESSION_COOKIE_SECURE"] = https or (env == "production" and not _loopback(config))
+    if https:
+        config["PREFERRED_URL_SCHEME"] = "https"  # external URLs, and HSTS (outreach/web.py)
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_NAME"] = "outreach_session"

@@ -25,7 +25,8 @@ def email_channel(app: Flask | None = None) -> EmailChannel:
                 raise ConfigurationError("EMAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
             channel = SendGridEmailChannel(
                 app.config["SENDGRID_API_KEY"],
-                host=app.config.get("SENDGRID_API_HOST") or "https://api.sendgrid.com")
+                host=app.config.get("SENDGRID_API_HOST") or "https://api.sendgrid.com",
+                timeout=float(app.config.get("PROVIDER_TIMEOUT_SECONDS") or 30))
         elif backend == "smtp":
             from outreach.channels.smtp import SmtpEmailChannel
 
@@ -64,7 +65,8 @@ def sms_channel(app: Flask | None = None) -> SmsChannel:
                 config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"],
                 api_base=config.get("TWILIO_API_BASE") or "https://api.twilio.com",
                 messaging_service_sid=config.get("TWILIO_MESSAGING_SERVICE_SID"),
-                from_number=config.get("TWILIO_FROM"))
+                from_number=config.get("TWILIO_FROM"),
+                timeout=float(config.get("PROVIDER_TIMEOUT_SECONDS") or 30))
         else:
             raise ConfigurationError(f"SMS_BACKEND={backend} is not available in this version")
         app.extensions["sms_channel"] = channel

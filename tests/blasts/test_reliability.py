@@ -19,7 +19,7 @@ from outreach import db
 from outreach.blasts import pipeline
 from outreach.emulators.sendgrid import SendGridEmulator
 from outreach.queue import make_worker
-from tests.fixtures.app import build_app
+from tests.fixtures.app import AuthActions, build_app
 from tests.fixtures.blasts import audience, blast_state, email_template, launch_blast
 from tests.fixtures.services import clean_database
 
@@ -166,6 +166,12 @@ def test_worker_killed_mid_batch_messages_once_or_unknown(sg_app, sendgrid, tmp_
             assert got[address] == 1, address
         else:
             assert status == "unknown" and got[address] <= 1
+    # The blast page reports them as unknown, and says why they are not sent again.
+    client = sg_app.test_client()
+    AuthActions(sg_app, client).login()
+    html = client.get(f"/blasts/{blast_id}").get_data(as_text=True)
+    assert f'data-count="unknown">{counts["unknown"]:,}<' in html
+    assert "never sent again" in html
 
 
 def test_a_refused_api_key_pauses_the_blast_and_loses_nothing(sg_app, sendgrid):

@@ -84,6 +84,47 @@ def test_an_idle_limiter_banks_no_burst(app) -> None:
     assert limiter.acquire(1) == 0.0 and limiter.acquire(1) > 0
 
 
+def test_an_idle_limiter_banks_at_most_its_burst(app) -> None:
+    limiter = RateLimiter(connection(app), f"test:{uuid.uuid4().hex}", 20, burst=3)
+    limiter.acquire(1)
+    time.sleep(1.0)  # idle for 20 slots: only 3 are banked
+    assert [limiter.acquire(1) for _ in range(4)] == [0.0] * 4  # 3 banked + the current one
+    assert 0 < limiter.acquire(1) <= 0.05 + 1e-3
+
+
+def test_a_stall_is_made_up_within_the_burst_and_no_window_runs_over(app) -> None:
+    """After a stall, burst slots are free at once (made up), never more than that: the slots
+    handed out put at most rate x T + burst + 1 sends in any window of T seconds."""
+    rate, burst = 50.0, 10
+    limiter = RateLimiter(connection(app), f"test:{uuid.uuid4().hex}", rate, burst=burst)
+    slots: list[float] = []
+
+    def reserve(n: int) -> list[float]:
+        waits = []
+        for _ in range(n):
+            waits.append(limiter.acquire(1))
+            slots.append(time.monotonic() + waits[-1])
+        return waits
+
+    reserve(50)  # one second of slots, booked ahead
+    time.sleep(1.5)  # all of them past, then a stall of 25 slots
+    started = time.monotonic()
+    waits = reserve(100)
+    late = time.monotonic() - started  # on a busy machine the loop itself takes a while
+    immediate = sum(w == 0.0 for w in waits)
+    assert burst + 1 <= immediate <= burst + 2 + late * rate
+    assert busiest(sorted(slots), 1.0) <= rate * 1.0 + burst + 2
+
+
+def test_sms_limiters_bank_a_bounded_burst(database_url: str, redis_url: str, tmp_path) -> None:
+    app = build_app(database_url, redis_url, tmp_path / "i", SMS_RATE_PER_SECOND=50.0)
+    limiter = for_sender(app, "MGabc")
+    # 0.3 s of sending: a 10-second window at 50/s holds at most 500 + 15 + 1 (< 525, 5%).
+    assert limiter.burst == 15
+    fast = build_app(database_url, redis_url, tmp_path / "j", SMS_RATE_PER_SECOND=1000.0)
+    assert for_sender(fast, None).burst == 25  # capped
+
+
 @pytest.mark.parametrize("rate", [0, None])
 def test_no_rate_means_no_wait_and_no_redis(rate) -> None:
     unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
