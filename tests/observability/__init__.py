@@ -1,0 +1,1 @@
+"""Tests of structured logs, the /metrics scrape and the System page."""
