@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
+from sqlalchemy import exc as sa_exc
 
 from outreach import db
 from outreach.accounts import service as accounts
@@ -36,6 +37,14 @@ def _not_found(exc: NotFound) -> Any:
 @bp.errorhandler(Conflict)
 def _conflict(exc: Conflict) -> Any:
     return api_error(409, "conflict", str(exc))
+
+
+@bp.errorhandler(OverflowError)
+@bp.errorhandler(sa_exc.DataError)
+def _out_of_range(exc: Exception) -> Any:
+    # A number or text the database cannot hold (an id past INTEGER, say): the client's input.
+    db.session().rollback()
+    return api_error(422, "invalid", "A value is out of range", {"body": type(exc).__name__})
 
 
 def json_body() -> dict[str, Any]:

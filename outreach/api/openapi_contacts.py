@@ -38,6 +38,7 @@ def _id(name: str) -> dict[str, Any]:
 
 
 STR, INT, NULLSTR = {"type": "string"}, {"type": "integer"}, {"type": ["string", "null"]}
+NULLINT = {"type": ["integer", "null"]}
 TIME = {"type": "string", "format": "date-time"}
 CONSENT_STATE = {"type": "string", "enum": ["granted", "revoked", "none"]}
 CONTACT = _obj({
@@ -71,7 +72,7 @@ IMPORT = _obj({"id": INT, "status": STATUS, "rows_total": INT, "created": INT, "
                "progress": INT, "error": NULLSTR},
               ["id", "status", "rows_total", "created", "updated", "rejected", "errors_url"])
 EXPORT = _obj({"id": INT, "kind": {"type": "string", "enum": ["contacts", "suppressions"]},
-               "status": STATUS, "rows": INT, "list_id": INT, "segment_id": INT,
+               "status": STATUS, "rows": INT, "list_id": NULLINT, "segment_id": NULLINT,
                "error": NULLSTR, "download_url": NULLSTR})
 SUPPRESSION = _obj({"id": INT, "channel": {"type": "string", "enum": ["email", "sms"]},
                     "address": STR, "reason": STR, "note": STR, "created_at": TIME})
