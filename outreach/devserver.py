@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import sqlalchemy as sa
+from flask import Flask
 
 from outreach import create_app, db
 from outreach.accounts import service as accounts
@@ -43,7 +44,28 @@ def ensure_dev_admin(instance_path: Path) -> tuple[str, str | None]:
     return DEV_ADMIN_EMAIL, None
 
 
-def run_dev(host: str, port: int, worker_count: int) -> None:
+def seed_demo_if_empty(app: Flask, wanted: bool) -> int | None:
+    """Seed the demo into an empty database (once); return the demo blast's id if there is one."""
+    from outreach.demo import DemoRefused, demo_blast_id, seed_demo
+    from outreach.demo.seed import has_data
+
+    with app.app_context():
+        empty = not has_data(db.session())
+    if wanted and empty:
+        click.echo("Seeding the demo (fictitious supporters and one sent blast) ...")
+        try:
+            summary = seed_demo(app, production_ok=True)
+        except DemoRefused:
+            summary = None  # the user's own data: the demo stays out of it
+        if summary is not None:
+            click.echo(f"Seeded the demo: {summary.contacts:,} fictitious supporters and a "
+                       f"blast sent to {summary.sent:,} of them (outreach dev --no-demo skips "
+                       "this).")
+    with app.app_context():
+        return demo_blast_id(db.session())
+
+
+def run_dev(host: str, port: int, worker_count: int, demo: bool = True) -> None:
     """Migrate, start Redis, the web server and workers; stop them all on Ctrl-C."""
     app = create_app()
     instance = Path(app.instance_path)
@@ -51,6 +73,7 @@ def run_dev(host: str, port: int, worker_count: int) -> None:
     env = dict(os.environ, OUTREACH_INSTANCE=str(instance), DATABASE_URL=app.config["DATABASE_URL"],
                SECRET_KEY=app.config["SECRET_KEY"], OUTREACH_ENV=app.config["OUTREACH_ENV"],
                PUBLIC_BASE_URL=os.environ.get("PUBLIC_BASE_URL", f"http://{host}:{port}"))
+    app.config["PUBLIC_BASE_URL"] = env["PUBLIC_BASE_URL"]  # the demo's links point here
     if not os.environ.get("REDIS_URL"):
         # The app already started the embedded server; the children connect to its socket.
         redis_server = start_embedded_redis(instance)
@@ -59,6 +82,7 @@ def run_dev(host: str, port: int, worker_count: int) -> None:
         click.echo("Migrating the database ...")
         upgrade(app)
         email, password = ensure_dev_admin(instance)
+    demo_blast = seed_demo_if_empty(app, demo)
     children: list[subprocess.Popen[bytes]] = []
 
     def stop(*_: object) -> None:
@@ -97,6 +121,9 @@ def run_dev(host: str, port: int, worker_count: int) -> None:
             click.echo(f"  Sign in as {email} with password {password}")
         else:
             click.echo(f"  Sign in with your staff account (the demo admin is {email}).")
+        if demo_blast is not None:
+            click.echo(f"  Then open {url}/blasts/{demo_blast}/metrics: the demo blast's "
+                       "deliveries, opens and clicks.")
         click.echo("  Press Ctrl-C to stop the web server, the worker and Redis.")
         click.echo("")
         while all(child.poll() is None for child in children):
