@@ -6,7 +6,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import jsonify, request, url_for
-from sqlalchemy.orm import Session
 
 from outreach import db
 from outreach.accounts.models import Role
@@ -15,22 +14,7 @@ from outreach.api.contacts import limit_arg, page_json
 from outreach.auth import requires
 from outreach.contacts import segments, service
 from outreach.contacts.models import Segment
-from outreach.exceptions import NotFound, ValidationError
-
-# Service functions (candidates for outreach.contacts.segments) -------------------------------
-
-def get_segment(db: Session, segment_id: int) -> Segment:
-    """A segment by id, or NotFound."""
-    segment = db.get(Segment, segment_id)
-    if segment is None:
-        raise NotFound(f"No segment {segment_id}")
-    return segment
-
-
-def delete_segment(db: Session, segment_id: int) -> None:
-    """Delete a saved segment."""
-    db.delete(get_segment(db, segment_id))
-
+from outreach.exceptions import ValidationError
 
 # Views --------------------------------------------------------------------------------------
 
@@ -77,7 +61,7 @@ def create_segment() -> Any:
 @requires(Role.VIEWER)
 def get_segment_view(segment_id: int) -> Any:
     """One segment."""
-    return jsonify(segment_json(get_segment(db.session(), segment_id)))
+    return jsonify(segment_json(segments.get_segment(db.session(), segment_id)))
 
 
 @bp.put("/segments/<int:segment_id>")
@@ -86,7 +70,7 @@ def replace_segment(segment_id: int) -> Any:
     """Change a segment's name and rules."""
     name, rules = _segment_body()
     with db.transaction() as session:
-        get_segment(session, segment_id)
+        segments.get_segment(session, segment_id)  # 404 before the name and rule checks
         segment = segments.save_segment(session, name, rules, segment_id)
     return jsonify(segment_json(segment))
 
@@ -96,7 +80,7 @@ def replace_segment(segment_id: int) -> Any:
 def delete_segment_view(segment_id: int) -> Any:
     """Delete a segment."""
     with db.transaction() as session:
-        delete_segment(session, segment_id)
+        segments.delete_segment(session, segment_id)
     return "", 204
 
 
@@ -105,8 +89,8 @@ def delete_segment_view(segment_id: int) -> Any:
 def count_segment(segment_id: int) -> Any:
     """How many contacts a saved segment matches now."""
     session = db.session()
-    return jsonify({"count": segments.count_matching(session,
-                                                     get_segment(session, segment_id).rules)})
+    return jsonify({"count": segments.count_matching(
+        session, segments.get_segment(session, segment_id).rules)})
 
 
 @bp.post("/segments/count")

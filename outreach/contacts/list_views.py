@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
-from sqlalchemy.orm import Session
 
 from outreach import db
 from outreach.accounts.models import Role
 from outreach.auth import requires
 from outreach.contacts import service
-from outreach.contacts.models import ContactList
 from outreach.contacts.views import bp, error_text
-from outreach.exceptions import Conflict, NotFound, ValidationError
+from outreach.exceptions import Conflict, ValidationError
 
 
 @bp.get("/lists")
@@ -39,32 +36,15 @@ def create_list() -> Any:
     return redirect(url_for("contacts.lists"))
 
 
-def rename_list(session: Session, list_id: int, name: str, description: str | None) -> ContactList:
-    """Rename a list (and change its description); belongs in service.py (see the report)."""
-    row = session.get(ContactList, list_id)
-    if row is None:
-        raise NotFound(f"No list {list_id}")
-    name = (name or "").strip()
-    if not name or len(name) > 200:
-        raise ValidationError("Invalid list", {"name": "required, at most 200 characters"})
-    clash = session.scalar(sa.select(ContactList.id).where(ContactList.name == name))
-    if clash is not None and clash != list_id:
-        raise Conflict(f"A list named {name!r} already exists")
-    row.name = name
-    if description is not None:
-        row.description = description.strip()
-    session.flush()
-    return row
-
-
 @bp.post("/lists/<int:list_id>/rename")
 @requires(Role.ORGANIZER)
 def rename_list_view(list_id: int) -> Any:
     """Rename a list."""
     try:
         with db.transaction() as session:
-            row = rename_list(session, list_id, request.form.get("name", ""),
-                              request.form.get("description"))
+            row = service.update_list(session, list_id, {
+                "name": request.form.get("name", ""),
+                "description": request.form.get("description")})
     except (ValidationError, Conflict) as exc:
         flash(error_text(exc), "error")
     else:

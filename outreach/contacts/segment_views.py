@@ -15,7 +15,7 @@ from outreach.auth import requires
 from outreach.contacts import segments as segment_rules
 from outreach.contacts.models import ContactList, Segment, Tag
 from outreach.contacts.views import bp, error_text, list_names
-from outreach.exceptions import Conflict, NotFound, ValidationError
+from outreach.exceptions import Conflict, ValidationError
 
 MIN_ROWS = 8  # rows the builder shows without JavaScript
 NO_VALUE_OPS = ("empty", "not_empty", "never", "ever")
@@ -178,9 +178,7 @@ def new_segment() -> Any:
 def segment(segment_id: int) -> Any:
     """A saved segment in the builder, with its count."""
     session = db.session()
-    found = session.get(Segment, segment_id)
-    if found is None:
-        raise NotFound(f"No segment {segment_id}")
+    found = segment_rules.get_segment(session, segment_id)
     rows, rules_json = _rows_for(session, found.rules)
     try:
         count: int | None = count_rules(session, found.rules)
@@ -197,9 +195,7 @@ def save_segment(segment_id: int | None = None) -> Any:
     """Save the builder (or, with the "Count" button, show the count without saving)."""
     form = request.form
     session = db.session()
-    existing = session.get(Segment, segment_id) if segment_id else None
-    if segment_id and existing is None:
-        raise NotFound(f"No segment {segment_id}")
+    existing = segment_rules.get_segment(session, segment_id) if segment_id else None
     state: dict[str, Any] = {"rows": _form_rows(form), "match": form.get("match", "all"),
                              "name": form.get("name", ""),
                              "rules_json": form.get("rules_json", ""), "count": None}

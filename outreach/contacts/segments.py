@@ -143,12 +143,22 @@ def _text_condition(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return as_number > number if op == "gt" else as_number < number
 
 
-def segment_condition(db: Session, segment_id: int) -> ColumnElement[bool]:
-    """The SQL condition of a saved segment."""
+def get_segment(db: Session, segment_id: int) -> Segment:
+    """A segment by id, or NotFound."""
     segment = db.get(Segment, segment_id)
     if segment is None:
         raise NotFound(f"No segment {segment_id}")
-    return compile_rules(segment.rules)
+    return segment
+
+
+def delete_segment(db: Session, segment_id: int) -> None:
+    """Delete a saved segment."""
+    db.delete(get_segment(db, segment_id))
+
+
+def segment_condition(db: Session, segment_id: int) -> ColumnElement[bool]:
+    """The SQL condition of a saved segment."""
+    return compile_rules(get_segment(db, segment_id).rules)
 
 
 def count_matching(db: Session, rules: dict[str, Any]) -> int:
@@ -166,9 +176,7 @@ def save_segment(db: Session, name: str, rules: Any, segment_id: int | None = No
     clash = db.scalar(sa.select(Segment.id).where(Segment.name == name))
     if clash is not None and clash != segment_id:
         raise Conflict(f"A segment named {name!r} already exists")
-    segment = db.get(Segment, segment_id) if segment_id else Segment()
-    if segment is None:
-        raise NotFound(f"No segment {segment_id}")
+    segment = get_segment(db, segment_id) if segment_id else Segment()
     segment.name, segment.rules = name, rules
     db.add(segment)
     db.flush()
