@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -108,6 +109,7 @@ def worker(queues: str | None, burst: bool, no_scheduler: bool, fork: bool) -> N
     from outreach.workers import run_worker
 
     names = [q.strip() for q in queues.split(",")] if queues else list(QUEUES)
+    lower_priority(int(current_app.config.get("WORKER_NICE") or 0))
     _warm_up(current_app._get_current_object())  # type: ignore[attr-defined]
     if not burst:
         schedule_reconciler()  # crash repair runs every minute while any worker runs
@@ -118,6 +120,17 @@ def worker(queues: str | None, burst: bool, no_scheduler: bool, fork: bool) -> N
     run_worker(current_app._get_current_object(), names,  # type: ignore[attr-defined]
                burst=burst, with_scheduler=not no_scheduler, simple=not fork,
                logging_level="INFO")
+
+
+def lower_priority(nice: int) -> None:
+    """Let the web process go first when the machine is busy (WORKER_NICE, 0 to 19).
+
+    A blast keeps every core busy; staff pages served at the same priority would queue behind
+    its batches. At nice 10 the kernel gives a worker about a tenth of the CPU a page needs
+    when both want it, and all of an idle machine otherwise, so blasts lose little speed.
+    """
+    if nice > 0:
+        os.nice(min(nice, 19))
 
 
 def _warm_up(app: Flask) -> None:

@@ -41,6 +41,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMS_CONCURRENCY": "16",
     "SEND_STALE_SECONDS": "600",
     "RECONCILE_SECONDS": "60",
+    "WORKER_NICE": "10",
     "PROVIDER_TIMEOUT_SECONDS": "30",
     "BREAKER_WINDOW": "500",
     "BREAKER_MAX_FAILURE_RATE": "0.05",
@@ -62,7 +63,7 @@ ENV_SETTINGS: dict[str, Any] = {
 
 INT_SETTINGS = {"MAX_UPLOAD_MB", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT_SECONDS",
                 "SMS_CONCURRENCY", "SEND_STALE_SECONDS", "BREAKER_WINDOW", "TRUST_PROXY",
-                "RECONCILE_SECONDS", "ACTION_RATE_LIMIT_IP", "ACTION_RATE_LIMIT_ADDRESS",
+                "RECONCILE_SECONDS", "WORKER_NICE", "ACTION_RATE_LIMIT_IP", "ACTION_RATE_LIMIT_ADDRESS",
                 "ACTION_RATE_WINDOW"}
 FLOAT_SETTINGS = {"SMS_RATE_PER_SECOND", "BREAKER_MAX_FAILURE_RATE", "BREAKER_MAX_OPTOUT_RATE",
                   "PROVIDER_TIMEOUT_SECONDS", "MACHINE_OPEN_SECONDS", "MACHINE_CLICK_SECONDS",
@@ -105,6 +106,8 @@ def finalize(config: dict[str, Any], instance_path: Path) -> None:
         if value is not None and value not in allowed:
             choices = ", ".join(sorted(allowed))
             raise ConfigurationError(f"{name} must be one of {choices}; got {value!r}")
+    if not 0 <= int(config.get("WORKER_NICE") or 0) <= 19:
+        raise ConfigurationError(f"WORKER_NICE must be from 0 to 19; got {config['WORKER_NICE']}")
     embedded = not config.get("DATABASE_URL")
     if config.get("OUTREACH_ENV") is None:
         # With no DATABASE_URL this is the one-machine embedded setup, a development install.

@@ -43,3 +43,22 @@ def test_postgres_urls_use_psycopg3(tmp_path):
     app = create_app({"DATABASE_URL": "postgres://u@h/db", "SECRET_KEY": "x",
                       "INSTANCE_PATH": str(tmp_path)})
     assert app.config["DATABASE_URL"] == "postgresql+psycopg://u@h/db"
+
+
+def test_worker_nice_is_bounded(tmp_path):
+    with pytest.raises(ConfigurationError, match="WORKER_NICE must be from 0 to 19"):
+        create_app({"WORKER_NICE": "25", "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x"})
+    with pytest.raises(ConfigurationError, match="WORKER_NICE"):
+        from_environment({"WORKER_NICE": "low"})
+
+
+def test_workers_run_at_a_lower_priority_than_the_web():
+    import subprocess
+    import sys
+
+    code = ("import os; from outreach.cli import lower_priority; before = os.nice(0); "
+            "lower_priority({n}); print(os.nice(0), min(19, before + {n}))")
+    for nice in (10, 0):
+        got, expected = subprocess.run([sys.executable, "-c", code.format(n=nice)],
+                                       capture_output=True, text=True, check=True).stdout.split()
+        assert got == expected

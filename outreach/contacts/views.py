@@ -41,6 +41,7 @@ from outreach.files.service import iter_chunks
 
 bp = Blueprint("contacts", __name__)
 PAGE_SIZE = 50
+COUNT_LIMIT = 1_000  # a filtered total is counted this far, then "More than 1,000"
 CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "postal_code", "timezone")
 
 
@@ -93,18 +94,23 @@ def index() -> Any:
                "tag": args.get("tag", "").strip(), "segment": optional_int(args.get("segment"))}
     session = db.session()
     rows: list[Contact] = []
-    total, next_cursor, error = 0, None, None
+    total, more, next_cursor, error = 0, False, None, None
     try:
         query = service.search_contacts(session, list_id=filters["list"], tag=filters["tag"],
                                         segment_id=filters["segment"], q=filters["q"])
-        total = int(session.scalar(sa.select(sa.func.count())
-                                   .select_from(query.order_by(None).subquery())) or 0)
-        rows, next_cursor = service.page(session, query, PAGE_SIZE, args.get("cursor") or None)
+        cursor = args.get("cursor") or None
+        if any(filters.values()):
+            rows, next_cursor, total, more = service.filtered_page(
+                session, query, PAGE_SIZE, cursor, COUNT_LIMIT)
+        else:
+            total = service.count_all_contacts(session)
+            rows, next_cursor = service.page(session, query, PAGE_SIZE, cursor)
     except (ValidationError, NotFound) as exc:
         session.rollback()
         error = error_text(exc)
     return render_template(
         "contacts/index.html", contacts=service.contacts_json(session, rows), total=total,
+        more=more,
         next_cursor=next_cursor, filters=filters, error=error, lists=list_names(session),
         tags=session.scalars(sa.select(Tag.name).order_by(Tag.name)).all(),
         segments=session.execute(sa.select(Segment.id, Segment.name).order_by(Segment.name)).all(),

@@ -10,7 +10,6 @@ Should `total` ever disagree (the others add up to more), every status is counte
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from outreach.blasts.models import BlastStatus, Message, MessageStatus, counts_template
+from outreach.slow_counts import last_value, remembered
 
 PREPARED = (BlastStatus.SENDING.value, BlastStatus.PAUSED.value, BlastStatus.DONE.value,
             BlastStatus.CANCELED.value)
@@ -45,34 +45,42 @@ def status_counts(db: Session, blasts: Sequence[Any], delivered_events: dict[int
     """Messages per status (and "failed_after_send") of blasts with id, status and total.
 
     delivered_events: per blast, how many messages got a delivery event (from the rollups),
-    to guess the largest status.
+    to guess the largest status. Each blast's counts are remembered while they are slow to
+    count (outreach.slow_counts), keyed by its status so a state change counts afresh.
     """
-    out: dict[int, dict[str, int]] = {}
-    full: list[int] = []
-    largest: dict[str, list[Any]] = defaultdict(list)
-    for blast in blasts:
-        if blast.status not in PREPARED or not blast.total:
-            full.append(blast.id)
-        else:
-            big = "delivered" if 2 * delivered_events.get(blast.id, 0) > blast.total else "sent"
-            largest[big].append(blast)
-    for big, group in largest.items():
-        others = [s for s in STATUSES if s != big]
-        part = _count(db, [b.id for b in group], others)
-        for blast in group:
-            counts = part[blast.id]
-            rest = blast.total - counts["total"]
-            if rest < 0:
-                full.append(blast.id)
-                continue
+    return {blast.id: remembered(f"blast:{blast.id}:{blast.status}",
+                                 lambda blast=blast: _blast_counts(db, blast, delivered_events))
+            for blast in blasts}
+
+
+def _largest_guess(blast: Any, delivered_events: dict[int, int]) -> str:
+    """The status most of a prepared blast's messages probably have: the one not counted.
+
+    While a blast sends, queued shrinks as sent grows; the largest status of the last count
+    is the best guess (a wrong guess costs time, never correctness).
+    """
+    if blast.status in (BlastStatus.SENDING.value, BlastStatus.PAUSED.value):
+        last = last_value(f"blast:{blast.id}:{blast.status}")
+        if last:
+            return max(STATUSES, key=lambda s: last.get(s, 0))
+        return "queued"
+    return "delivered" if 2 * delivered_events.get(blast.id, 0) > blast.total else "sent"
+
+
+def _blast_counts(db: Session, blast: Any, delivered_events: dict[int, int]) -> dict[str, int]:
+    counts: dict[str, int] | None = None
+    if blast.status in PREPARED and blast.total:
+        big = _largest_guess(blast, delivered_events)
+        counts = _count(db, [blast.id], [s for s in STATUSES if s != big])[blast.id]
+        rest = blast.total - counts["total"]
+        if rest >= 0:
             counts[big], counts["total"] = rest, blast.total
-            out[blast.id] = counts
-    out.update(_count(db, full))
-    ids = [b.id for b in blasts]
-    if ids:
-        rows = db.execute(sa.select(Message.blast_id, sa.func.count())
-                          .where(Message.blast_id.in_(ids), Message.status == "failed",
-                                 Message.sent_at.is_not(None)).group_by(Message.blast_id))
-        for blast_id, n in rows:
-            out[blast_id]["failed_after_send"] = int(n)
-    return out
+        else:
+            counts = None  # total disagrees: count every status
+    if counts is None:
+        counts = _count(db, [blast.id])[blast.id]
+    counts["failed_after_send"] = int(db.scalar(
+        sa.select(sa.func.count()).select_from(Message)
+        .where(Message.blast_id == blast.id, Message.status == "failed",
+               Message.sent_at.is_not(None))) or 0)
+    return counts

@@ -112,9 +112,19 @@ def summaries(db: Session, blasts: Sequence[Any]) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}
     sums = rollup_sums(db, ids)
-    delivered = {i: _total(s, ["delivered"], unique=True) for i, s in sums.items()}
-    counts = status_counts(db, blasts, delivered)
+    counts = status_counts(db, blasts, _delivered(sums))
     return {i: figures(counts.get(i, counts_template()), sums.get(i, {})) for i in ids}
+
+
+def _delivered(sums: dict[int, Sums]) -> dict[int, int]:
+    return {i: _total(s, ["delivered"], unique=True) for i, s in sums.items()}
+
+
+def message_counts(db: Session, blasts: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Messages per status of blasts, as the blast pages and the blasts API show them."""
+    counts = status_counts(db, blasts, _delivered(rollup_sums(db, [b.id for b in blasts])))
+    return {i: {k: v for k, v in c.items() if k != "failed_after_send"}
+            for i, c in counts.items()}
 
 
 def segment_price() -> float:

@@ -280,6 +280,26 @@ def test_contacts_search_filters_count_and_pages(app, auth, client):
     assert bad.status_code == 400 and "Invalid cursor" in bad.get_data(as_text=True)
 
 
+def test_a_filter_matching_very_many_is_counted_only_so_far(app, auth, client, monkeypatch):
+    from outreach.contacts import views
+
+    monkeypatch.setattr(views, "COUNT_LIMIT", 60)  # 1,000 in production
+    for i in range(70):
+        make_contact(app, email=f"m{i:02d}@many.example.org", first_name=f"Many{i:02d}")
+    make_contact(app, email="other@example.org", first_name="Other")
+    auth.login("viewer")
+    page = client.get("/contacts?q=many.example").get_data(as_text=True)
+    assert "More than 60 contacts match this filter" in page
+    assert "Many49" in page and "Many50" not in page  # the first page of the one scan
+    next_link = re.search(r'href="([^"]+)" rel="next">Next page', page)
+    second = client.get(next_link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert "Many50" in second and "Many69" in second and "Other" not in second
+    assert "More than 60 contacts match this filter" in second
+    assert "71 contacts match." in client.get("/contacts").get_data(as_text=True)
+    assert "1 contact matches this filter" in client.get(
+        "/contacts?q=OTHER").get_data(as_text=True)  # names in any case
+
+
 def test_contacts_page_shows_consent_and_suppression_badges(app, auth, client):
     make_contact(app, email="eve@example.org", phone="+12025550122")
     make_suppression(app, "email", "eve@example.org", "unsubscribed")
