@@ -20,8 +20,14 @@ def address_column(channel: str) -> Any:
     return Contact.email if channel == "email" else Contact.phone
 
 
-def audience_condition(db: Session, blast: Blast) -> ColumnElement[bool]:
-    """The SQL condition on contacts for everyone this blast may message, right now."""
+def audience_condition(db: Session, blast: Blast,
+                       contacts: tuple[int, int] | None = None) -> ColumnElement[bool]:
+    """The SQL condition on contacts for everyone this blast may message, right now.
+
+    contacts: (after, through), only contacts with after < id <= through (a chunk of a
+    preparation); the list memberships are read over the same range only, so that a chunk
+    costs its share of the lists and not a pass over all their members.
+    """
     address = address_column(blast.channel)
     consent = Contact.email_consent if blast.channel == "email" else Contact.sms_consent
     parts: list[ColumnElement[bool]] = [
@@ -29,17 +35,23 @@ def audience_condition(db: Session, blast: Blast) -> ColumnElement[bool]:
         consent == ConsentStatus.GRANTED.value,
         ~sa.exists().where(Suppression.channel == blast.channel, Suppression.address == address),
     ]
+    members = []
+    if contacts is not None:
+        after, through = contacts
+        parts += [Contact.id > after, Contact.id <= through]
+        members = [ListMember.contact_id > after, ListMember.contact_id <= through]
     included: list[ColumnElement[bool]] = []
     if blast.list_ids:
         included.append(Contact.id.in_(sa.select(ListMember.contact_id)
-                                       .where(ListMember.list_id.in_(blast.list_ids))))
+                                       .where(ListMember.list_id.in_(blast.list_ids), *members)))
     if blast.segment_id is not None:
         included.append(segment_condition(db, blast.segment_id))
     # Lists and a segment together: members of the lists who also match the segment.
     parts.append(sa.and_(*included) if included else sa.false())
     if blast.exclude_list_ids:
         parts.append(Contact.id.not_in(sa.select(ListMember.contact_id)
-                                       .where(ListMember.list_id.in_(blast.exclude_list_ids))))
+                                       .where(ListMember.list_id.in_(blast.exclude_list_ids),
+                                              *members)))
     return sa.and_(*parts)
 
 

@@ -110,7 +110,7 @@ def _still_sending(blast_id: int) -> bool:
     session = database.session()
     status = session.scalar(sa.select(Blast.status).where(Blast.id == blast_id))
     session.commit()
-    return status == BlastStatus.SENDING.value
+    return status in pipeline.ACTIVE  # preparing too: the chunks written are sent meanwhile
 
 
 def _withdraw(blast: Blast, batch: Batch) -> None:

@@ -65,6 +65,10 @@ class Blast(Base):
                                         index=True)
     status_reason: Mapped[str | None] = mapped_column(sa.Text)  # why paused, waiting or failed
     total: Mapped[int] = mapped_column(default=0)
+    # While a preparation is under way: the contact id up to which it has written messages
+    # (in chunks, each committed with this mark; workers send the written ones meanwhile).
+    # NULL before and after: a paused blast with messages and no mark is fully prepared.
+    prepared_through: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -76,20 +80,27 @@ class Message(Base):
     """A blast's message to one contact: its address, status and provider id."""
 
     __tablename__ = "messages"
+    # Every index here gets an entry per message inserted and per update (none is HOT: status
+    # is indexed), so there are no more than the queries need (migration 0008): contact first
+    # in the (contact, blast) key so that it also serves lookups by contact, and the provider
+    # id indexed only once there is one.
     __table_args__ = (
-        sa.UniqueConstraint("blast_id", "contact_id"),
+        sa.UniqueConstraint("contact_id", "blast_id"),
         sa.UniqueConstraint("blast_id", "address"),
         sa.Index("ix_messages_blast_status", "blast_id", "status"),
+        sa.Index("ix_messages_provider_id", "provider_id",
+                 postgresql_where=sa.text("provider_id IS NOT NULL"),
+                 sqlite_where=sa.text("provider_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
                                     primary_key=True)
     blast_id: Mapped[int] = mapped_column(sa.ForeignKey("blasts.id", ondelete="CASCADE"))
     contact_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+        sa.ForeignKey("contacts.id", ondelete="SET NULL"))
     address: Mapped[str] = mapped_column(sa.String(320))
     status: Mapped[str] = mapped_column(sa.String(10), default=MessageStatus.QUEUED.value)
-    provider_id: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    provider_id: Mapped[str | None] = mapped_column(sa.String(100))
     error: Mapped[str | None] = mapped_column(sa.Text)
     error_code: Mapped[str | None] = mapped_column(sa.String(20))
     segments: Mapped[int | None] = mapped_column()

@@ -1,7 +1,8 @@
 """The send pipeline's jobs: prepare a blast in SQL, then send it in claimed batches.
 
-1. `prepare_blast` writes every message row with one INSERT ... SELECT (consent and
-   suppression joins included) and enqueues batch jobs over id ranges of at most 1000.
+1. `prepare_blast` writes every message row with INSERT ... SELECT (consent and suppression
+   joins included), one per chunk of contacts, and enqueues each chunk's batch jobs (id ranges
+   of at most 1000) as soon as it is committed: the workers send while the rest is written.
 2. `send_batch` claims its due rows atomically (queued -> sending, committed before any
    provider call), sends them, and records each outcome; a retried or duplicated job finds
    nothing left to claim, so nobody is messaged twice.
@@ -45,15 +46,22 @@ def start_blast(blast: Blast) -> None:
 
 
 def continue_blast(blast: Blast) -> None:
-    """Queue what a resumed blast still has to do: its preparation, or its queued batches."""
+    """Queue what a resumed blast still has to do: its preparation (which queues the batches of
+    what it wrote before the pause when done), or its queued batches."""
     if blast.status == BlastStatus.PREPARING:
         start_blast(blast)  # paused before its audience was prepared
     else:
         enqueue_batches(blast.id, only_queued=True)
 
 
+# Contact ids per chunk of a preparation: each chunk is one INSERT ... SELECT, committed with
+# the blast's mark, after which its batches go to the workers while the next chunk is written.
+PREPARE_CHUNK = 50_000
+
+
 def prepare_blast(blast_id: int) -> None:
-    """Write the blast's messages for its whole audience in SQL and enqueue the batches."""
+    """Write the blast's messages for its whole audience in SQL, in chunks of contacts, and
+    enqueue each chunk's batches as soon as it is committed."""
     session = database.session()
     blast = session.get(Blast, blast_id)
     if blast is None or blast.status not in (BlastStatus.SCHEDULED, BlastStatus.PREPARING):
@@ -64,49 +72,86 @@ def prepare_blast(blast_id: int) -> None:
     blast.status = BlastStatus.PREPARING.value
     session.commit()
     dialect = session.get_bind().dialect.name
-    # Hold the blast row until the messages are written: a duplicated prepare job waits here,
-    # then finds the blast already sending.
-    status = session.scalar(sa.select(Blast.status).where(Blast.id == blast.id)
-                            .with_for_update())
-    if status != BlastStatus.PREPARING:
-        session.rollback()
-        return
-    address = address_column(blast.channel)
     now = utcnow()
-    # A first preparation writes into no existing row of this blast: a plain INSERT, much
-    # cheaper than ON CONFLICT's speculative insertion; a blast paused while preparing and
-    # resumed prepares again and skips the rows it already has.
-    again = session.scalar(sa.select(Message.id).where(Message.blast_id == blast.id).limit(1))
-    insert = (insert_ignore(Message.__table__, dialect) if again is not None
-              else sa.insert(Message.__table__))
-    written = session.execute(insert.from_select(
-        ["blast_id", "contact_id", "address", "status", "attempts", "updated_at"],
-        sa.select(sa.literal(blast.id), Contact.id, address,
-                  sa.literal(MessageStatus.QUEUED.value), sa.literal(0),
-                  sa.literal(now, Message.updated_at.type))
-        .where(audience_condition(session, blast)).order_by(Contact.id))
-        .execution_options(preserve_rowcount=True)).rowcount
-    if dialect == "postgresql":
-        session.execute(sa.text("ANALYZE messages"))  # a million new rows: fresh statistics
-    apply_windows(session, blast, now)
     links = sending.compiled_email(blast).links if blast.channel == "email" else ()
     if links:
         session.execute(insert_ignore(Link.__table__, dialect),
                         [{"blast_id": blast.id, "position": i, "url": url}
                          for i, url in enumerate(links)])
-    if again is None and written >= 0:
-        blast.total = written
-    else:
-        blast.total = int(session.scalar(sa.select(sa.func.count()).select_from(Message)
-                                         .where(Message.blast_id == blast.id)) or 0)
-    # Only move on if nobody paused or canceled the blast meanwhile.
-    moved = session.execute(sa.update(Blast).where(
-        Blast.id == blast.id, Blast.status == BlastStatus.PREPARING.value)
-        .values(status=BlastStatus.SENDING.value, total=blast.total)).rowcount
+        session.commit()
+    fresh: bool | None = None  # whether this job writes into no existing row of the blast
+    analyzed: int | None = None
+    while True:
+        # Hold the blast row while a chunk is written: a duplicated prepare job waits here and
+        # then goes on from the mark; pause and cancel take effect between chunks.
+        status, mark = session.execute(sa.select(Blast.status, Blast.prepared_through)
+                                       .where(Blast.id == blast_id).with_for_update()).one()
+        if status != BlastStatus.PREPARING:
+            session.rollback()
+            return
+        if fresh is None:
+            # A plain INSERT is much cheaper than ON CONFLICT's speculative insertion, and safe
+            # where no row can exist: past the mark of a preparation that started on an empty
+            # blast. A blast prepared before (resumed, prepared again) or a preparation taken
+            # over from another job skips the rows it already has.
+            fresh = mark is None and session.scalar(
+                sa.select(Message.id).where(Message.blast_id == blast_id).limit(1)) is None
+        after = int(mark or 0)
+        top = session.scalar(sa.select(sa.func.max(Contact.id))) or 0
+        if after >= top:
+            break
+        through = min(after + PREPARE_CHUNK, top)
+        ids = _write_chunk(session, blast, (after, through), now, fresh, dialect)
+        # The total grows with each chunk, in its transaction (the counts derive the largest
+        # status from it); a preparation over existing rows counts them all again.
+        total: Any = (len(ids) if mark is None else Blast.total + len(ids)) if fresh else (
+            sa.select(sa.func.count()).select_from(Message)
+            .where(Message.blast_id == blast_id).scalar_subquery())
+        session.execute(sa.update(Blast).where(Blast.id == blast_id).values(
+            prepared_through=through, total=total))
+        session.commit()
+        if dialect == "postgresql" and analyzed is None and ids:
+            # The workers claim this chunk's rows right away, by id range: with statistics that
+            # have not seen the new rows the planner would walk all the blast's queued rows
+            # through (blast_id, status) for each claim instead.
+            session.execute(sa.text("ANALYZE messages"))
+            session.commit()
+            analyzed = through
+        if ids and fresh:
+            ranges = [(ids[i], ids[min(i + BATCH_SIZE, len(ids)) - 1])
+                      for i in range(0, len(ids), BATCH_SIZE)]
+            enqueue_many(blast.channel, send_batch, [(blast_id, a, b) for a, b in ranges],
+                         job_ids=[batch_job_id(blast_id, a) for a, _ in ranges])
+    # Every chunk is written (the row is still locked): the blast moves on to sending.
+    values: dict[str, Any] = {"status": BlastStatus.SENDING.value, "prepared_through": None}
+    if not fresh:
+        values["total"] = sa.select(sa.func.count()).select_from(Message).where(
+            Message.blast_id == blast_id).scalar_subquery()
+    session.execute(sa.update(Blast).where(Blast.id == blast_id).values(**values))
     session.commit()
-    if moved:
-        enqueue_batches(blast.id)
-        finish_if_done(blast.id)
+    if dialect == "postgresql":
+        session.execute(sa.text("ANALYZE messages"))  # many new rows: fresh statistics
+        session.commit()
+    if not fresh:  # rows written before this job (or by another one) may have no batch queued
+        enqueue_batches(blast_id, only_queued=True)
+    finish_if_done(blast_id)
+
+
+def _write_chunk(session: Any, blast: Blast, contacts: tuple[int, int], now: Any, fresh: bool,
+                 dialect: str) -> list[int]:
+    """INSERT ... SELECT the messages of one range of contact ids; their ids, in order."""
+    insert = (sa.insert(Message.__table__) if fresh
+              else insert_ignore(Message.__table__, dialect))
+    ids = sorted(session.scalars(insert.from_select(
+        ["blast_id", "contact_id", "address", "status", "attempts", "updated_at"],
+        sa.select(sa.literal(blast.id), Contact.id, address_column(blast.channel),
+                  sa.literal(MessageStatus.QUEUED.value), sa.literal(0),
+                  sa.literal(now, Message.updated_at.type))
+        .where(audience_condition(session, blast, contacts)).order_by(Contact.id))
+        .returning(Message.__table__.c.id)))
+    if ids:
+        apply_windows(session, blast, now, (ids[0], ids[-1]))
+    return ids
 
 
 def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, int]]:
@@ -192,12 +237,13 @@ def claim(blast_id: int, first_id: int, last_id: int) -> list[Any]:
             skip_locked=True).correlate(None).scalar_subquery()))
     else:
         target = due  # SQLite runs one writer at a time: the UPDATE itself is atomic
-    rows = session.execute(
-        sa.update(Message).where(target)
+    table = Message.__table__
+    # Core on the session's connection: no ORM bookkeeping for the 1000 rows returned.
+    rows = session.connection().execute(
+        table.update().where(target)
         .values(status=MessageStatus.SENDING.value, claimed_at=now,
-                attempts=Message.attempts + 1, updated_at=now)
-        .returning(Message.id, Message.contact_id, Message.address, Message.attempts)
-        .execution_options(synchronize_session=False)).all()
+                attempts=table.c.attempts + 1, updated_at=now)
+        .returning(table.c.id, table.c.contact_id, table.c.address, table.c.attempts)).all()
     session.commit()  # the claim is durable before any provider call
     return sorted(rows, key=lambda r: r.id)
 
@@ -206,7 +252,7 @@ def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
     """Send the due messages of one id range of a blast; returns how many were attempted."""
     session = database.session()
     blast = session.get(Blast, blast_id)
-    if blast is None or blast.status != BlastStatus.SENDING:
+    if blast is None or blast.status not in ACTIVE:  # preparing: a chunk is written, send it
         return 0  # paused or canceled: resume re-enqueues what is left
     if blast.window_start or blast.channel == "sms":  # only windows and quiet hours expire
         roll_expired_windows(session, blast, first_id, last_id)

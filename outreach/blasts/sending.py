@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
@@ -30,6 +31,8 @@ from outreach.observability import counters
 from outreach.tokens import token_signer
 
 log = logging.getLogger(__name__)
+# A blast sends while it is preparing too: each chunk of its messages once written.
+SENDS = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
 MERGE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
                  Contact.postal_code, Contact.timezone, Contact.fields)
 
@@ -61,10 +64,26 @@ def _compiled_sms(version_id: int) -> tuple[CompiledSms, str | None, str | None]
     return compile_sms(version), version.from_name, version.reply_to
 
 
+class _MergeRow(NamedTuple):
+    id: int
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    postal_code: str | None
+    timezone: str | None
+    fields: dict[str, Any] | None
+
+
 def _contacts(ids: list[int]) -> dict[int, Any]:
+    """The merge columns of these contacts, by id. The custom fields come as text and go
+    through one json.loads each: the JSON type's result processing cost twice as much."""
     session = database.session()
-    rows = session.execute(sa.select(*MERGE_COLUMNS).where(ids_condition(session, Contact.id, ids)))
-    return {row.id: row for row in rows}
+    columns = [*MERGE_COLUMNS[:-1], sa.cast(Contact.fields, sa.Text).label("fields")]
+    rows = session.connection().execute(sa.select(*columns).where(
+        ids_condition(session, Contact.id, ids))).all()
+    loads = json.loads
+    return {row[0]: _MergeRow(*row[:-1], loads(row[-1]) if row[-1] else None) for row in rows}
 
 
 def send_rows(blast: Blast, rows: list[Any]) -> None:
@@ -254,7 +273,7 @@ def _note_waiting(session: Any, blast: Blast, results: list[tuple[Any, SendResul
                 if retry.error_code else retry.error or f"{who} could not be reached")
         reason = f"{WAITING}{what}; next try at {next_try:%H:%M:%S} UTC"
         session.execute(sa.update(Blast).where(Blast.id == blast.id,
-                                               Blast.status == BlastStatus.SENDING.value)
+                                               Blast.status.in_(SENDS))
                         .values(status_reason=reason[:500]))
     elif any(r.outcome is Outcome.ACCEPTED for _, r in results):
         session.execute(sa.update(Blast).where(Blast.id == blast.id,
@@ -321,7 +340,7 @@ def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
                   f"({optouts / total:.1%}, limit {config['BREAKER_MAX_OPTOUT_RATE']:.0%}).")
     if reason:
         session.execute(sa.update(Blast).where(Blast.id == blast_id,
-                                               Blast.status == BlastStatus.SENDING.value)
+                                               Blast.status.in_(SENDS))
                         .values(status=BlastStatus.PAUSED.value, status_reason=reason))
         session.commit()
         log.warning("blast %s: %s", blast_id, reason)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from outreach.blasts.audience import audience_count
-from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus, counts_template
+from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus
 from outreach.blasts.schedule import parse_hhmm
 from outreach.contacts.models import ContactList, Segment
 from outreach.content.models import MessageTemplate
@@ -148,8 +148,9 @@ def resume(db: Session, blast_id: int) -> Blast:
     blast = get_blast(db, blast_id)
     if blast.status != BlastStatus.PAUSED:
         raise Conflict(f"A blast that is {blast.status} cannot be resumed")
-    prepared = db.scalar(sa.select(sa.func.count()).select_from(Message)
-                         .where(Message.blast_id == blast.id)) or blast.total
+    prepared = blast.prepared_through is None and (db.scalar(
+        sa.select(Message.id).where(Message.blast_id == blast.id).limit(1)) is not None
+        or blast.total)  # a preparation paused between chunks has a mark: it goes on
     blast.status = BlastStatus.SENDING.value if prepared else BlastStatus.PREPARING.value
     blast.status_reason = None
     db.flush()
@@ -170,14 +171,15 @@ def cancel(db: Session, blast_id: int) -> Blast:
 
 
 def counts(db: Session, blast: Blast) -> dict[str, int]:
-    """Messages per status (one GROUP BY on the blast's index)."""
-    out = counts_template()
-    rows = db.execute(sa.select(Message.status, sa.func.count()).where(
-        Message.blast_id == blast.id).group_by(Message.status))
-    for status, n in rows:
-        out[status] = int(n)
-    out["total"] = sum(v for k, v in out.items() if k != "total")
-    return out
+    """Messages per status, counted as the metrics count them (fast on big blasts)."""
+    return counts_of(db, [blast])[blast.id]
+
+
+def counts_of(db: Session, blasts: list[Blast]) -> dict[int, dict[str, int]]:
+    """Messages per status of several blasts (one rollup query for them all)."""
+    from outreach.metrics.service import message_counts  # metrics builds on blasts
+
+    return message_counts(db, blasts)
 
 
 def blast_json(db: Session, blast: Blast) -> dict[str, Any]:

@@ -142,7 +142,8 @@ def index() -> Any:
     rows = list(session.scalars(query))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    shown = [(blast, progress(service.counts(session, blast))) for blast in rows]
+    counts = service.counts_of(session, rows)
+    shown = [(blast, progress(counts[blast.id])) for blast in rows]
     return render_template("blasts/index.html", blasts=shown,
                            next_before=rows[-1].id if more else None)
 

@@ -27,23 +27,25 @@ def rules_for(blast: Blast) -> Rules:
                  early_end=parse_hhmm(config["SMS_QUIET_END_FL_OK"]))
 
 
-def apply_windows(db: Session, blast: Blast, now: datetime) -> None:
-    """Set not_before/not_after on the queued messages, per distinct (zone, state)."""
+def apply_windows(db: Session, blast: Blast, now: datetime,
+                  ids: tuple[int, int] | None = None) -> None:
+    """Set not_before/not_after on the queued messages, per distinct (zone, state); only on
+    those with ids in the range `ids` when given (the chunk a preparation just wrote)."""
     rules = rules_for(blast)
     if rules.window is None and rules.quiet_hours is None:
         return
+    scope = [Message.blast_id == blast.id, Message.status == MessageStatus.QUEUED.value]
+    if ids is not None:
+        scope.append(Message.id.between(*ids))
     groups = db.execute(sa.select(Contact.timezone, Contact.region).distinct()
                         .join(Message, Message.contact_id == Contact.id)
-                        .where(Message.blast_id == blast.id,
-                               Message.status == MessageStatus.QUEUED.value)).all()
+                        .where(*scope)).all()
     for timezone, region in groups:
         start, end = allowed_interval(now, timezone, region, rules)
         members = sa.select(Contact.id).where(
             Contact.timezone.is_(None) if timezone is None else Contact.timezone == timezone,
             Contact.region.is_(None) if region is None else Contact.region == region)
-        db.execute(sa.update(Message).where(
-            Message.blast_id == blast.id, Message.status == MessageStatus.QUEUED.value,
-            Message.contact_id.in_(members))
+        db.execute(sa.update(Message).where(*scope, Message.contact_id.in_(members))
             .values(not_before=None if start is not None and start <= now else start,
                     not_after=end).execution_options(synchronize_session=False))
 

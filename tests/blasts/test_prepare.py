@@ -1,13 +1,16 @@
-"""Preparing a blast: batch ranges, a preparation run twice, a duplicated prepare job."""
+"""Preparing a blast: batch ranges, a preparation run twice, a duplicated prepare job, chunks
+sent while the next is written, a pause between chunks."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from outreach import db
-from outreach.blasts import pipeline
+from outreach.blasts import pipeline, service
 from outreach.blasts.models import Blast, BlastStatus, Message
 from outreach.channels.models import OutboxEmail
+from outreach.queue import get_queue
+from tests.fixtures.app import run_jobs
 from tests.fixtures.blasts import audience, count, email_template, launch_blast, send_all
 
 
@@ -69,3 +72,59 @@ def test_a_duplicated_prepare_job_writes_nothing_twice(app):
         assert db.session().get(Blast, blast_id).total == 4
     assert count(app, Message, Message.blast_id == blast_id) == 4
     assert send_all(app, blast_id)["counts"]["sent"] == 4
+
+
+def test_each_chunk_is_queued_for_sending_as_soon_as_it_is_written(app, monkeypatch):
+    monkeypatch.setattr(pipeline, "PREPARE_CHUNK", 2)
+    monkeypatch.setattr(pipeline, "BATCH_SIZE", 2)
+    list_id = audience(app, 5)
+    blast_id = launch_blast(app, email_template(app), [list_id])
+    queued_while_preparing = []
+    write_chunk = pipeline._write_chunk
+
+    def spy(session, blast, contacts, *args):
+        # What the workers were given before this chunk: every row written so far, no more.
+        queued_while_preparing.append(len(get_queue("email").job_ids))
+        return write_chunk(session, blast, contacts, *args)
+
+    monkeypatch.setattr(pipeline, "_write_chunk", spy)
+    with app.app_context():
+        pipeline.prepare_blast(blast_id)
+        blast = db.session().get(Blast, blast_id)
+        assert (blast.status, blast.total, blast.prepared_through) == ("sending", 5, None)
+    # Three chunks of two contact ids (the last one short): one batch each, queued in turn.
+    assert queued_while_preparing[:3] == [0, 1, 2]
+    assert send_all(app, blast_id)["counts"]["sent"] == 5
+    assert count(app, OutboxEmail) == 5
+
+
+def test_a_blast_paused_between_chunks_resumes_its_preparation(app, monkeypatch):
+    monkeypatch.setattr(pipeline, "PREPARE_CHUNK", 2)
+    list_id = audience(app, 5)
+    blast_id = launch_blast(app, email_template(app), [list_id])
+    write_chunk = pipeline._write_chunk
+
+    def pause_after_first(session, blast, contacts, *args):
+        ids = write_chunk(session, blast, contacts, *args)
+        if contacts[0] == 0:  # staff pause while the first chunk is being written
+            session.execute(sa.update(Blast).where(Blast.id == blast.id)
+                            .values(status=BlastStatus.PAUSED.value))
+        return ids
+
+    monkeypatch.setattr(pipeline, "_write_chunk", pause_after_first)
+    with app.app_context():
+        pipeline.prepare_blast(blast_id)
+        blast = db.session().get(Blast, blast_id)
+        assert (blast.status, blast.total) == ("paused", 2)
+        assert blast.prepared_through is not None
+    run_jobs(app)  # the first chunk's batch finds the blast paused: nothing goes out
+    assert count(app, OutboxEmail) == 0
+    monkeypatch.setattr(pipeline, "_write_chunk", write_chunk)
+    with app.app_context():
+        with db.transaction() as session:
+            assert service.resume(session, blast_id).status == "preparing"
+        pipeline.continue_blast(db.session().get(Blast, blast_id))
+    state = send_all(app, blast_id)
+    assert state["status"] == "done" and state["counts"]["sent"] == 5
+    assert count(app, Message, Message.blast_id == blast_id) == 5
+    assert count(app, OutboxEmail) == 5  # everyone once
