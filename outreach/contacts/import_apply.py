@@ -10,7 +10,7 @@ without looking the new contacts up again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +69,11 @@ class ImportPlan:
     fewer_triggers: bool = False
     created: int = 0
     existing: int = 0
+    # Tag combinations ("a|b") already in import_tag_combos, with their tags locked: files
+    # repeat a few combinations, so later chunks neither look them up nor lock them again.
+    tag_combos: set[str] = field(default_factory=set)
+    rejected: int = 0  # rejections moved from import_rejected to import_rejections so far
+    sequence: str | None = None  # contacts' id sequence (PostgreSQL), looked up once
 
 
 def start_apply(db: Session, imp: Import) -> ImportPlan:
@@ -100,34 +105,43 @@ def apply_chunk(db: Session, plan: ImportPlan) -> None:
         db.execute(sa.text("ANALYZE import_match"))  # few rows: index lookups into contacts
     if matched and plan.fewer_triggers:
         lock_keys(db, "contacts", "SELECT contact_id FROM import_match")
-    plan.created += _number_new(db, plan.granted)
+    plan.created += _number_new(db, plan)
     _insert_new(db, now, params)
     if matched and plan.mode == "update":
         _update_existing(db, plan.now, _dialect(db))
     if plan.list_id is not None:
         _add_to_list(db, now, params, matched)
-    _apply_tags(db, matched)
+    _apply_tags(db, plan, matched)
     for channel in sorted(plan.granted):
         _grant_consent(db, plan, Channel(channel), matched)
-    for name in ("import_match", "import_new", "import_tag_combos"):
-        db.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    db.execute(sa.text("DROP TABLE IF EXISTS import_match"))
+    db.execute(sa.text("DROP TABLE IF EXISTS import_new"))
     # TRUNCATE on PostgreSQL: after a DELETE the next chunks would scan the dead rows again.
     empty = "TRUNCATE" if _dialect(db) == "postgresql" else "DELETE FROM"
     db.execute(sa.text(f"{empty} import_stage"))
+    # The chunk's rejections too, while the reader is busy with the next chunk, rather than
+    # all of them after the last one (tens of thousands in a big file).
+    _move_rejections(db, plan, empty)
+
+
+def _move_rejections(db: Session, plan: ImportPlan, empty: str) -> None:
+    """Move the rows in import_rejected to import_rejections, counting them."""
+    plan.rejected += db.execute(sa.text(
+        'INSERT INTO import_rejections (import_id, line, reason, "values") '
+        'SELECT :import_id, line, reason, "values" FROM import_rejected ORDER BY line'),
+        {"import_id": plan.import_id}).rowcount
+    db.execute(sa.text(f"{empty} import_rejected"))
 
 
 def finish_apply(db: Session, plan: ImportPlan, imp: Import) -> None:
     """Write the rejections, record the counts on the import, drop the temporary tables."""
     if plan.fewer_triggers:
         switch_on_row_triggers(db)
-    db.execute(sa.text(
-        'INSERT INTO import_rejections (import_id, line, reason, "values") '
-        'SELECT :import_id, line, reason, "values" FROM import_rejected ORDER BY line'),
-        {"import_id": plan.import_id})
+    _move_rejections(db, plan, "DELETE FROM")  # those after the last chunk (all on SQLite)
     imp.created = plan.created
     imp.updated = plan.existing if plan.mode == "update" else 0
     imp.skipped = 0 if plan.mode == "update" else plan.existing
-    imp.rejected = _count(db, "import_rejected")
+    imp.rejected = plan.rejected
     _drop_temp_tables(db)
 
 
@@ -144,10 +158,6 @@ def _now() -> datetime:
 def _drop_temp_tables(db: Session) -> None:
     for name in TEMP_TABLES:
         db.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-
-
-def _count(db: Session, table: str) -> int:
-    return int(db.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
 
 
 def _temp_table(db: Session, name: str, columns: str, select: str) -> int:
@@ -184,14 +194,17 @@ def _consent_on_insert(channel: Channel, granted: set[str]) -> str:
             f"THEN '{_GRANTED}' ELSE '{_NONE}' END")
 
 
-def _number_new(db: Session, granted: set[str]) -> int:
+def _number_new(db: Session, plan: ImportPlan) -> int:
     """Give each staged line that matched nobody its new contact id, in file order."""
+    granted = plan.granted
     consent = (f"{_consent_on_insert(Channel.EMAIL, granted)} AS email_consent, "
                f"{_consent_on_insert(Channel.SMS, granted)} AS sms_consent")
     new = ("FROM import_stage s WHERE NOT EXISTS "
            "(SELECT 1 FROM import_match m WHERE m.line = s.line)")
     if _dialect(db) == "postgresql":
-        sequence = db.scalar(sa.text("SELECT pg_get_serial_sequence('contacts', 'id')"))
+        if plan.sequence is None:
+            plan.sequence = db.scalar(sa.text("SELECT pg_get_serial_sequence('contacts', 'id')"))
+        sequence = plan.sequence
         # nextval after the sort (OFFSET 0 keeps the subquery), so ids follow the file.
         select = (f"SELECT n.line, nextval('{sequence}') AS contact_id, n.tags, "
                   f"n.email_consent, n.sms_consent FROM (SELECT s.line, s.tags, {consent} "
@@ -257,18 +270,29 @@ def _update_existing(db: Session, now: datetime, dialect: str) -> None:
                .values(**values).execution_options(synchronize_session=False))
 
 
-def _apply_tags(db: Session, matched: int) -> None:
-    """Tag the imported contacts through a small table of the file's tag combinations."""
+def _apply_tags(db: Session, plan: ImportPlan, matched: int) -> None:
+    """Tag the imported contacts through a small table of the file's tag combinations.
+
+    The table lives until the import ends and grows with each combination a chunk brings
+    for the first time; its tags are locked once, when they join it (locks last until commit).
+    """
     combos = db.scalars(sa.text("SELECT DISTINCT tags FROM import_stage "
                                 "WHERE tags IS NOT NULL")).all()
     if not combos:
         return
-    db.execute(sa.text("CREATE TEMP TABLE import_tag_combos (combo TEXT, tag_id INTEGER)"))
-    pairs = [{"combo": combo, "tag_id": tag_id} for combo in combos
-             for tag_id in tag_ids(db, combo.split("|")).values()]
-    db.execute(sa.text("INSERT INTO import_tag_combos (combo, tag_id) VALUES (:combo, :tag_id)"),
-               pairs)
-    lock_keys(db, "tags", "SELECT tag_id FROM import_tag_combos")
+    fresh = [combo for combo in combos if combo not in plan.tag_combos]
+    if fresh:
+        if not plan.tag_combos:
+            db.execute(sa.text("CREATE TEMP TABLE import_tag_combos (combo TEXT, tag_id INTEGER)"))
+        names = sorted({name for combo in fresh for name in combo.split("|")})
+        ids = tag_ids(db, names)  # one look-up for every new combination of this chunk
+        pairs = [{"combo": combo, "tag_id": ids[name]} for combo in fresh
+                 for name in combo.split("|")]
+        db.execute(sa.text("INSERT INTO import_tag_combos (combo, tag_id) "
+                           "VALUES (:combo, :tag_id)"), pairs)
+        lock_keys(db, "tags", "SELECT unnest(CAST(:tag_ids AS INTEGER[]))",
+                  tag_ids=sorted({ids[name] for name in names}))
+        plan.tag_combos.update(fresh)
     db.execute(sa.text("INSERT INTO contact_tags (contact_id, tag_id) SELECT n.contact_id, "
                        "k.tag_id FROM import_new n JOIN import_tag_combos k ON k.combo = n.tags"))
     if not matched:

@@ -78,6 +78,7 @@ def create_import(db: Session, stream: BinaryIO, filename: str, list_ref: str | 
     check_header(stream, column_map)
     stream.seek(0)
     target = _target_list(db, list_ref)
+    _fast_compression(db)
     stored = store_stream(db, stream, filename or "import.csv",
                           max_bytes=current_app.config.get("MAX_CONTENT_LENGTH"))
     row = Import(filename=(filename or "import.csv")[:255], file_id=stored.id,
@@ -87,6 +88,19 @@ def create_import(db: Session, stream: BinaryIO, filename: str, list_ref: str | 
     db.add(row)
     db.flush()
     return row
+
+
+def _fast_compression(db: Session) -> None:
+    """Have PostgreSQL compress the stored upload with lz4 rather than pglz, if it can.
+
+    Storing a 100 MB file spends most of its time in pglz (measured: 20 MB of CSV in 1.3-1.6 s
+    with pglz, 0.35 s with lz4, to the same size); only this transaction's new values change.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    if db.scalar(sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                         "WHERE name = 'default_toast_compression'")):
+        db.execute(sa.text("SET LOCAL default_toast_compression = lz4"))
 
 
 def _target_list(db: Session, list_ref: str | int | None) -> ContactList | None:
@@ -189,6 +203,11 @@ def _progress(engine: sa.Engine, import_id: int, processed: int, percent: int,
     if phase is not None:
         values["phase"] = phase
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # A progress figure may be lost in a crash, and the import's own transaction
+            # keeps writing WAL meanwhile: a synchronous commit here would wait for the
+            # server to flush all of that to disk, once per batch, stalling the reader.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         conn.execute(sa.update(Import).where(Import.id == import_id).values(**values))
 
 

@@ -117,3 +117,22 @@ def test_foreign_keys_are_checked_per_statement_on_postgresql(app):
     imp = import_csv(app, MESSY, consent="email", source="sheet")
     assert (imp.status, imp.created) == ("done", 3)
     assert _count(app, ListMember) == 3
+
+
+def test_tag_combinations_new_in_later_batches_are_tagged_too(app, monkeypatch):
+    # Each batch adds only the combinations it brings first; repeats reuse the earlier ones.
+    monkeypatch.setattr(import_stage, "BATCH", 2)
+    make_contact(app, email="old@example.org")
+    rows = ["a1@example.org,red", "a2@example.org,red", "a3@example.org,blue;red",
+            "old@example.org,green", "a4@example.org,red|blue", "a5@example.org,green",
+            "a6@example.org,"]
+    imp = import_csv(app, "email,tags\n" + "\n".join(rows) + "\n", mode="update")
+    assert (imp.status, imp.created, imp.updated) == ("done", 6, 1)
+    with app.app_context():
+        links = db.session().execute(sa.text(
+            "SELECT c.email, t.name FROM contact_tags ct JOIN contacts c ON c.id = ct.contact_id "
+            "JOIN tags t ON t.id = ct.tag_id ORDER BY c.email, t.name")).all()
+    assert [tuple(link) for link in links] == [
+        ("a1@example.org", "red"), ("a2@example.org", "red"), ("a3@example.org", "blue"),
+        ("a3@example.org", "red"), ("a4@example.org", "blue"), ("a4@example.org", "red"),
+        ("a5@example.org", "green"), ("old@example.org", "green")]
