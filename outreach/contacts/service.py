@@ -370,7 +370,7 @@ def filtered_page(db: Session, query: sa.Select[Any], limit: int, cursor: str | 
 def count_all_contacts(db: Session) -> int:
     """Every contact, remembered a moment when that takes long (see outreach.slow_counts)."""
     return remembered("contacts:total", lambda: int(
-        db.scalar(sa.select(sa.func.count()).select_from(Contact)) or 0))
+        db.scalar(sa.select(sa.func.count()).select_from(Contact)) or 0), rows=lambda n: n)
 
 
 def page(db: Session, query: sa.Select[Any], limit: int, cursor: str | None,
@@ -423,7 +423,8 @@ def list_counts(db: Session) -> list[tuple[ContactList, int]]:
     counts = (sa.select(ListMember.list_id, sa.func.count().label("n"))
               .group_by(ListMember.list_id).subquery())
     members = remembered("lists:members", lambda: {
-        str(list_id): int(n) for list_id, n in db.execute(sa.select(counts))})
+        str(list_id): int(n) for list_id, n in db.execute(sa.select(counts))},
+        rows=lambda found: sum(found.values()))
     rows = db.scalars(sa.select(ContactList).order_by(ContactList.name))
     return [(row, members.get(str(row.id), 0)) for row in rows]
 

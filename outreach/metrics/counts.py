@@ -49,7 +49,8 @@ def status_counts(db: Session, blasts: Sequence[Any], delivered_events: dict[int
     count (outreach.slow_counts), keyed by its status so a state change counts afresh.
     """
     return {blast.id: remembered(f"blast:{blast.id}:{blast.status}",
-                                 lambda blast=blast: _blast_counts(db, blast, delivered_events))
+                                 lambda blast=blast: _blast_counts(db, blast, delivered_events),
+                                 rows=lambda counts: counts["total"])
             for blast in blasts}
 
 

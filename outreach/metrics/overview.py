@@ -82,7 +82,8 @@ def growth(db: Session, since: datetime) -> dict[str, Any]:
     when slow (outreach.slow_counts).
     """
     return remembered(f"growth:{since.isoformat()}:{utcnow().date().isoformat()}",
-                      lambda: _growth(db, since))
+                      lambda: _growth(db, since),
+                      rows=lambda grown: sum(sum(v) for k, v in grown.items() if k != "days"))
 
 
 def _growth(db: Session, since: datetime) -> dict[str, Any]:
