@@ -2,7 +2,8 @@
 
 Seeds a sent email blast straight into PostgreSQL (contacts, a blast, its links, messages in
 status `sent` with `sent_at` a day ago, so no hit is classed machine by timing; not measured),
-starts gunicorn on the app (`OUTREACH_ENV=production`) and `--event-workers` real
+starts gunicorn on the app (`OUTREACH_ENV=production`; workers, threads and access log as the
+Procfile's `web:` line sets them, unless given) and `--event-workers` real
 `outreach worker --queues events` processes, then drives a closed-loop HTTP/1.1 keep-alive load
 generator (asyncio, raw sockets, in `--clients` child processes) at the open URL `/o/<token>.gif`
 and the click URL `/c/<token>/<position>` of random messages for `--seconds` (after a
@@ -16,7 +17,8 @@ and the click URL `/c/<token>/<position>` of random messages for `--seconds` (af
   included) with the rollup totals of kinds open and click, and with the `events` rows; unique
   counts are checked against the events too;
 - the flush's capacity alone: `flush_hits` in-process on `--flush-sample` buffered hits;
-- CPU of gunicorn, the events worker(s), PostgreSQL, Redis and the load generator.
+- CPU of gunicorn, the events worker(s), PostgreSQL (this database's backends, and the whole
+  server), Redis and the load generator.
 
     .venv/bin/python bench/tracking.py                  # 60 s of load
     .venv/bin/python bench/tracking.py --seconds 15     # a quick run
@@ -246,6 +248,42 @@ def machine_busy() -> tuple[float, float]:
             sum(values[:8]) / os.sysconf("SC_CLK_TCK"))
 
 
+def database_backends_cpu(database_url: str) -> float:
+    """CPU seconds so far of the live PostgreSQL backends connected to this database: the
+    bench's own SQL work, without other databases' (the server-wide figure includes them).
+    A backend that exits between two readings takes its CPU with it (the app's pools keep
+    theirs for the run)."""
+    rows = psql(database_url, "SELECT pid FROM pg_stat_activity WHERE datname = "
+                "current_database() AND pid <> pg_backend_pid()")
+    return sum(cpu_seconds(pid, children=False) for (pid,) in rows)
+
+
+def procfile_web() -> dict[str, Any]:
+    """Gunicorn's workers, threads and access log as the Procfile's `web:` line sets them
+    (WEB_CONCURRENCY as in the environment), so the bench measures the deployed settings."""
+    import re
+    import shlex
+
+    line = next((raw.split(":", 1)[1] for raw in (ROOT / "Procfile").read_text().splitlines()
+                 if raw.startswith("web:")), "")
+    line = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1], m[2]), line)
+    argv = shlex.split(line)
+
+    def option(*names: str, default: str) -> str:
+        for i, arg in enumerate(argv):
+            for name in names:
+                if arg == name and i + 1 < len(argv):
+                    return argv[i + 1]
+                if arg.startswith(name + "="):
+                    return arg.split("=", 1)[1]
+        return default
+
+    return {"workers": int(option("--workers", "-w", default="1")),
+            "threads": int(option("--threads", default="1")),
+            "access_log": any(a == "--access-logfile" or a.startswith("--access-logfile=")
+                              for a in argv)}
+
+
 def postgres_cpu(database_url: str) -> float:
     """CPU seconds of the whole PostgreSQL server so far (every database, others' included)."""
     backend = psql(database_url, "SELECT pg_backend_pid()")[0][0]
@@ -331,8 +369,9 @@ class Gunicorn:
 
     def __init__(self, app_spec: str, workers: int, threads: int, env: dict[str, str],
                  workdir: Path, label: str, port: int | None = None,
-                 pythonpath: str | None = None) -> None:
+                 pythonpath: str | None = None, access_log: bool = False) -> None:
         self.app_spec, self.workers, self.threads = app_spec, workers, threads
+        self.access_log = access_log
         self.env, self.workdir, self.label = env, workdir, label
         self.port = port or free_port()
         self.pythonpath = pythonpath
@@ -346,7 +385,8 @@ class Gunicorn:
     @property
     def settings(self) -> str:
         kind = "gthread" if self.threads > 1 else "sync"
-        return f"gunicorn -w {self.workers} --threads {self.threads} ({kind})"
+        log = ", access log" if self.access_log else ""
+        return f"gunicorn -w {self.workers} --threads {self.threads} ({kind}{log})"
 
     def start(self, probe: str = "/healthz", timeout: float = 60.0) -> None:
         import http.client
@@ -355,6 +395,8 @@ class Gunicorn:
                 str(self.threads), "-b", f"127.0.0.1:{self.port}", "--log-level", "warning"]
         if self.pythonpath:
             argv += ["--pythonpath", self.pythonpath]
+        if self.access_log:  # as the Procfile's `--access-logfile -` (stdout: the log file)
+            argv += ["--access-logfile", "-"]
         argv.append(self.app_spec)
         log = open(self.log, "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
@@ -1003,8 +1045,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="load on the bare endpoint (default: min(20, --seconds))")
     parser.add_argument("--messages", type=int, default=200_000, help="messages in the blast")
     parser.add_argument("--links", type=int, default=4, help="tracked links in the blast")
-    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn -w")
-    parser.add_argument("--threads", type=int, default=2, help="gunicorn --threads")
+    parser.add_argument("--web-workers", type=int, default=None,
+                        help="gunicorn -w (default: the Procfile's, WEB_CONCURRENCY applied)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="gunicorn --threads (default: the Procfile's)")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                        help="gunicorn's access log (default: as the Procfile)")
     parser.add_argument("--event-workers", type=int, default=1,
                         help="`outreach worker --queues events` processes")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
@@ -1042,6 +1088,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args._client:
         return client_main(args._client)
+    procfile = procfile_web()
+    args.web_workers = args.web_workers or procfile["workers"]
+    args.threads = args.threads or procfile["threads"]
+    args.access_log = procfile["access_log"] if args.access_log is None else args.access_log
     interruptible()
     baseline_seconds = args.baseline_seconds or min(20.0, args.seconds)
     workdir = Path(tempfile.mkdtemp(prefix="outreach-bench-tracking-"))
@@ -1063,7 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
 
             # The baseline first, on its own: the same gunicorn settings, the same requests.
             bare = Gunicorn("tracking:bare_app", args.web_workers, args.threads, dict(os.environ),
-                            workdir, "bare", pythonpath=str(ROOT / "bench"))
+                            workdir, "bare", pythonpath=str(ROOT / "bench"),
+                            access_log=args.access_log)
             servers.append(bare)
             bare.start(probe="/")
             print(f"bare endpoint up ({bare.settings}); {secs(baseline_seconds)} of load",
@@ -1077,7 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             env = app_env(database_url, args.redis_url, workdir / "web-instance", port)
             web = Gunicorn("outreach:create_app()", args.web_workers, args.threads, env,
-                           workdir, "web", port=port)
+                           workdir, "web", port=port, access_log=args.access_log)
             servers.append(web)
             workers = EventWorkers(args.event_workers, env, workdir, args.redis_url)
             workers.start()
@@ -1085,7 +1136,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"app up ({web.settings}, {args.event_workers} events worker(s)); "
                   f"{secs(args.seconds)} of load after {secs(args.warmup)} of warm-up",
                   flush=True)
-            meter = CpuMeter(database_url, {"gunicorn": web.cpu, "events worker": workers.cpu})
+            meter = CpuMeter(database_url, {
+                "gunicorn": web.cpu, "events worker": workers.cpu,
+                "PostgreSQL backends": lambda: database_backends_cpu(database_url)})
             meter.start()
             with Sampler(database_url, args.redis_url, blast["blast_id"]) as sampler:
                 load = run_load(port, blast, args.seconds, args.warmup, args.connections,
@@ -1214,10 +1267,13 @@ def report(args: argparse.Namespace, load: dict[str, Any], base: dict[str, Any],
     rows.append(("CPU per hit", f"{meter.used['gunicorn'] / hits * 1000:.2f} ms",
                  f"gunicorn (bare endpoint: {bare_ms:.2f} ms per request); events worker "
                  f"{meter.used['events worker'] / hits * 1000:.2f} ms; PostgreSQL "
-                 f"{meter.used['PostgreSQL'] / hits * 1000:.2f} ms (the whole server: other "
-                 "databases' work included)"))
+                 f"{meter.used['PostgreSQL backends'] / hits * 1000:.2f} ms in this database's "
+                 f"backends, {meter.used['PostgreSQL'] / hits * 1000:.2f} ms the whole server "
+                 "(other databases' work, WAL writer and checkpoints included); load generator "
+                 f"{load['cpu'] / hits * 1000:.2f} ms"))
     rows.append(("round trips", "during the run", sampler.rtt_text()))
-    rows.append(("CPU during run", secs(sum(meter.used.values()) + load["cpu"]),
+    in_server = meter.used["PostgreSQL backends"]  # part of "PostgreSQL": not added twice
+    rows.append(("CPU during run", secs(sum(meter.used.values()) - in_server + load["cpu"]),
                  meter.line({"load generator": load["cpu"]})))
     if missing:
         rows.append(("schema", "create_all", f"migrations/ lacked {len(missing)} tables: "

@@ -16,7 +16,10 @@ link), to Flask, whose views answer them (the 404 page) as before.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from html import escape
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -64,35 +67,73 @@ def lookup_engine(app: Flask) -> sa.Engine:
     return engine
 
 
+_threads = threading.local()  # .held: {engine: (a DBAPI connection, its cursor)} per thread
+
+
 def click_url(engine: sa.Engine, message_id: int, position: int) -> str | None:
     """The URL stored for the message's blast at this position, or None."""
     if not 0 <= position <= MAX_POSITION:
         return None
     mark = PLACEHOLDERS[engine.dialect.paramstyle]
     sql = CLICK_TARGET.format(mark, mark)
+    if engine.dialect.name == "sqlite":  # the tests' and dev's database: a checkout per click
+        return _click_url_checkout(engine, sql, message_id, position)
+    # A server: each thread keeps an autocommit connection of its own, detached from the pool,
+    # and one cursor on it; a pool checkout and check-in plus a new cursor cost ~50 us of CPU
+    # per click, a third of the lookup. Weakly keyed: an engine thrown away (a test's app)
+    # takes its connections with it.
+    held = getattr(_threads, "held", None)
+    if held is None:
+        held = _threads.held = weakref.WeakKeyDictionary()
     for attempt in (1, 2):
-        conn = engine.raw_connection()
+        pair = held.get(engine)
+        if pair is None:
+            fairy = engine.raw_connection()
+            fairy.detach()  # ours now: the pool neither counts nor resets it
+            conn = fairy.dbapi_connection
+            pair = held[engine] = (conn, conn.cursor())
+        conn, cursor = pair
         try:
-            cursor = conn.cursor()
             cursor.execute(sql, (message_id, position))
             row = cursor.fetchone()
-            cursor.close()
             return None if row is None else row[0]
-        except engine.dialect.loaded_dbapi.OperationalError:
-            conn.invalidate()  # a dropped connection (server restart): retry on a fresh one
+        except engine.dialect.loaded_dbapi.Error:
+            del held[engine]  # a dropped connection (server restart): retry on a fresh one
+            try:
+                conn.close()
+            except engine.dialect.loaded_dbapi.Error:
+                pass
             if attempt == 2:
                 raise
-        finally:
-            conn.close()
     return None
+
+
+def _click_url_checkout(engine: sa.Engine, sql: str, message_id: int,
+                        position: int) -> str | None:
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql, (message_id, position))
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else row[0]
+    finally:
+        conn.close()
+
+
+@lru_cache(maxsize=4096)  # a blast's few links, clicked thousands of times
+def is_own_action_page(url: str, public_base_url: str) -> bool:
+    """True for a URL of our own action pages (/a/... on PUBLIC_BASE_URL)."""
+    base, parts = urlsplit(public_base_url), urlsplit(url)
+    return ((parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+            and parts.path.startswith("/a/"))
 
 
 def with_attribution(url: str, token: str, position: int, public_base_url: str) -> str:
     """Our own action pages learn which blast, message and link brought the supporter."""
-    base, parts = urlsplit(public_base_url), urlsplit(url)
-    if ((parts.scheme, parts.netloc) != (base.scheme, base.netloc)
-            or not parts.path.startswith("/a/")):
+    if not is_own_action_page(url, public_base_url):
         return url
+    parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
              if k not in ("t", "l")]
     return urlunsplit(parts._replace(query=urlencode([*query, ("t", token),
@@ -104,13 +145,18 @@ def record_hit(app: Flask, kind: str, message_id: int, position: int | None,
     """Buffer a hit; a Redis outage loses the hit but never the pixel or the redirect."""
     record = buffer.encode_hit(kind, message_id, position, reason, ip, user_agent, method)
     try:
-        if buffer.push_record(connection(app), record):
+        client = connection(app)
+        pusher = app.extensions.get("tracking_hit_pusher")
+        if pusher is None or pusher.client is not client:  # first hit, or a new client
+            pusher = app.extensions["tracking_hit_pusher"] = buffer.HitPusher(client)
+        if pusher.push(record):
             with app.app_context():  # about once a second: RQ's enqueue wants the app
                 enqueue("events", buffer.flush_hits)
     except RedisError:
         log.exception("could not buffer a tracking hit")
 
 
+@lru_cache(maxsize=4096)  # the same few locations again and again (attributed ones vary)
 def redirect_answer(location: str) -> Answer:
     """A 302 as werkzeug's redirect() writes it (the same body and headers)."""
     location = iri_to_uri(location)

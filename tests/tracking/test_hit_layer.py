@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from redis import Redis
+from redis.exceptions import RedisError
 
 from outreach import db
 from outreach.blasts.models import Link, Message
-from outreach.queue import redis
-from outreach.tracking import buffer
+from outreach.queue import get_queue, redis
+from outreach.tracking import buffer, hits
 from outreach.tracking.buffer import HITS_KEY, encode_hit, write_hits
 from outreach.tracking.hits import HitLayer, with_attribution
 from outreach.tracking.models import Event
@@ -139,3 +141,90 @@ def test_opens_need_no_database(app, client):
     assert response.status_code == 200 and response.data.startswith(b"GIF89a")
     run_jobs(app)
     assert len(events(app, Event.kind == "open")) == 1
+
+
+def test_the_pusher_survives_a_dropped_connection_and_a_flushed_script_cache(app):
+    with app.app_context():
+        client = redis()
+        pusher = buffer.HitPusher(client)
+        first = encode_hit("open", 1, None, None, "203.0.113.1", BROWSER)
+        assert pusher.push(first) is True  # the guard was free: the caller queues a flush
+        assert pusher.push(first) is False  # within the second: no second flush job
+        pusher._local.conn._sock.shutdown(socket.SHUT_RDWR)  # as a Redis restart would
+        assert pusher.push(first) is False
+        client.script_flush()  # a new Redis without the script: EVAL loads it again
+        assert pusher.push(first) is False
+        assert pusher.push(first) is False  # and EVALSHA finds it
+        assert client.llen(HITS_KEY) == 5
+        assert int(client.hget("outreach:counters", "tracking_hits_buffered_total")) == 5
+        client.delete(buffer.GUARD_KEY)
+        assert pusher.push(first) is True
+    dead = buffer.HitPusher(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    with pytest.raises(RedisError):
+        dead.push(first)
+
+
+def test_a_trickle_of_hits_is_gathered_into_fewer_batches(app, monkeypatch):
+    """While hits keep arriving, the flush waits for the next batch instead of writing each
+    handful as it comes (a batch's fixed cost is a lock, six statements and a commit)."""
+    blast_id, _, _ = sent_email_blast(app)
+    with app.app_context():
+        mid = db.session().scalar(sa.select(Message.id).where(Message.blast_id == blast_id)
+                                  .order_by(Message.id).limit(1))
+        batches: list[int] = []
+        pauses: list[float] = []
+        write = buffer.write_hits
+
+        def arrive(count: int) -> None:
+            redis().rpush(HITS_KEY, *[encode_hit("open", mid, None, None, "203.0.113.1",
+                                                 BROWSER) for _ in range(count)])
+
+        def writing(raw):
+            batches.append(len(raw))
+            if len(batches) == 1:
+                arrive(2)  # two hits come in while the first batch is written
+            return write(raw)
+
+        def sleeping(seconds: float) -> None:
+            pauses.append(seconds)
+            arrive(3)  # and three more during the pause
+
+        monkeypatch.setattr(buffer, "write_hits", writing)
+        monkeypatch.setattr(buffer.time, "sleep", sleeping)
+        arrive(4)
+        assert buffer.flush_hits(batch_size=100, interval=0.5) == 9
+    assert batches == [4, 5] and len(pauses) == 1 and 0 < pauses[0] <= 0.5
+    assert rollup_totals(app, blast_id)[("open", -1, False)] == (9, 1)
+
+
+def test_a_long_flush_hands_over_to_a_fresh_job(app):
+    blast_id, _, _ = sent_email_blast(app)
+    with app.app_context():
+        mid = db.session().scalar(sa.select(Message.id).where(Message.blast_id == blast_id)
+                                  .order_by(Message.id).limit(1))
+        redis().rpush(HITS_KEY, *[encode_hit("open", mid, None, None, "203.0.113.1", BROWSER)
+                                  for _ in range(5)])
+        assert buffer.flush_hits(batch_size=2, max_seconds=0) == 2  # one batch, then hand over
+        assert buffer.pending() == 3 and get_queue("events").count == 1
+    run_jobs(app)  # the fresh job (batches of 10,000) writes the rest
+    with app.app_context():
+        assert buffer.pending() == 0
+    assert rollup_totals(app, blast_id)[("open", -1, False)] == (5, 1)
+
+
+def test_clicks_survive_a_dropped_lookup_connection(app, client):
+    """On a server each thread keeps its lookup connection: a dropped one is replaced."""
+    engine = hits.lookup_engine(app)
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite checks a connection out per click")
+    _, _, tokens = sent_email_blast(app)
+    token = tokens["p0@example.org"]
+    assert answer(client, f"/c/{token}/0").status_code == 302
+    conn, _ = hits._threads.held[engine]
+    with app.app_context():
+        db.session().execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": conn.info.backend_pid})
+        db.session().commit()
+    assert answer(client, f"/c/{token}/1").status_code == 302
+    assert hits._threads.held[engine][0] is not conn
+    assert answer(client, f"/c/{token}/9").status_code == 404
