@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 # Ids are drawn in arrival order (the inner ORDER BY runs before the volatile nextval), rows
 # are inserted in provider id order: concurrent replays of the same events wait on each other
 # in one order instead of deadlocking.
-INSERT_EVENTS = sa.text("""
+INSERT_EVENTS = """
     INSERT INTO events (id, message_id, blast_id, contact_id, kind, machine, link_position,
                         provider_event_id, detail, occurred_at, created_at)
     SELECT s.id, s.m, s.b, s.c, s.k, s.x, s.p, s.e, s.d::json, s.t, CAST(:now AS timestamp)
@@ -32,16 +32,36 @@ INSERT_EVENTS = sa.text("""
     ORDER BY s.e
     ON CONFLICT (provider_event_id) DO NOTHING
     RETURNING provider_event_id
-""")
+"""
 
-INSERT_FIRSTS = sa.text("""
+# The same insert answering with one row: how many were inserted, and which only when some
+# were not (replays): a thousand RETURNING rows cost the worker more than the insert itself.
+INSERT_EVENTS_COUNTED = sa.text(f"""
+    WITH ins AS ({INSERT_EVENTS})
+    SELECT count(*), CASE WHEN count(*) < CAST(:n AS integer)
+                          THEN array_agg(provider_event_id) END
+    FROM ins
+""")
+INSERT_EVENTS = sa.text(INSERT_EVENTS)
+
+INSERT_FIRSTS = """
     INSERT INTO first_engagements (message_id, kind, link_position, occurred_at)
     SELECT r.m, r.k, r.p, r.t
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(m bigint, k text, p integer, t timestamp)
     ORDER BY r.m, r.k, r.p
     ON CONFLICT DO NOTHING
     RETURNING message_id, kind, link_position
+"""
+
+# The keys it did not insert (already held): usually none, so usually no rows to fetch.
+INSERT_FIRSTS_LOST = sa.text(f"""
+    WITH ins AS ({INSERT_FIRSTS})
+    SELECT r.m, r.k, r.p
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(m bigint, k text, p integer)
+    WHERE NOT EXISTS (SELECT FROM ins WHERE ins.message_id = r.m AND ins.kind = r.k
+                                        AND ins.link_position = r.p)
 """)
+INSERT_FIRSTS = sa.text(INSERT_FIRSTS)
 
 # Keys held by a later event: lock them (in key order; a concurrent taker is waited for and
 # its version rechecked), then move them to the earlier event.
@@ -118,7 +138,9 @@ def insert_events(session: Session, records: Iterable[Mapping[str, Any]]) -> set
              "e": r["provider_event_id"], "d": r.get("detail") or {},
              "t": naive_utc(r["occurred_at"])} for r in records]
     now = naive_utc(datetime.now(UTC))
-    return set(session.scalars(INSERT_EVENTS, {"rows": _json(rows), "now": now}))
+    count, ids = session.execute(INSERT_EVENTS_COUNTED,
+                                 {"rows": _json(rows), "now": now, "n": len(rows)}).one()
+    return {r["e"] for r in rows} if count == len(rows) else set(ids or ())  # NULL: none
 
 
 Key = tuple[int, str, int]
@@ -132,7 +154,9 @@ def insert_firsts(session: Session, keys: Sequence[tuple[Key, datetime]]) -> set
     """Insert first_engagements keys with their event times; return those inserted now."""
     if not keys:
         return set()
-    return {(m, k, p) for m, k, p in session.execute(INSERT_FIRSTS, {"rows": _key_rows(keys)})}
+    lost = {(m, k, p) for m, k, p in session.execute(INSERT_FIRSTS_LOST,
+                                                       {"rows": _key_rows(keys)})}
+    return {key for key, _ in keys if key not in lost}
 
 
 def take_over_firsts(session: Session, keys: Sequence[tuple[Key, datetime]]
@@ -176,3 +200,49 @@ def move_messages(session: Session, moves: Sequence[Mapping[str, Any]], rank: Ma
             for m in moves]
     session.execute(sa.text(MOVE_MESSAGES.format(rank=current)),
                     {"rows": _json(rows), "now": naive_utc(now)})
+
+
+# Provider opt-outs and suppressions of one batch in one statement (what service.opt_out and
+# service.suppress_addresses do row by row through the ORM elsewhere):
+# - each opted-out contact whose email consent is not revoked yet is revoked, with one ledger
+#   entry whose evidence is its earliest opt-out of the batch (contacts in id order);
+# - suppressions: an opt-out suppresses the contact's current email and the event's address,
+#   then bounces and drops theirs; an address's first row in that order (n) gives its reason,
+#   an existing suppression keeps its own; rows go in address order (a stable lock order).
+OPT_OUT_AND_SUPPRESS = sa.text("""
+    WITH r AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+             AS r(n integer, c integer, a text, why text, note text, ev jsonb)
+    ), revoked AS (
+        UPDATE contacts AS c SET email_consent = 'revoked', updated_at = CAST(:now AS timestamp)
+        FROM (SELECT DISTINCT ON (r.c) r.c, r.ev FROM r
+              WHERE r.c IS NOT NULL AND r.ev IS NOT NULL ORDER BY r.c, r.n) AS f
+        WHERE c.id = f.c AND c.email_consent IS DISTINCT FROM 'revoked'
+        RETURNING c.id, f.ev
+    ), ledger AS (
+        INSERT INTO consent_events (contact_id, channel, status, source, evidence, created_at)
+        SELECT id, 'email', 'revoked', 'provider', ev::json, CAST(:now AS timestamp)
+        FROM revoked ORDER BY id
+    ), wanted AS (
+        SELECT r.n, 0 AS o, c.email AS a, r.why, r.note
+        FROM r JOIN contacts AS c ON c.id = r.c
+        WHERE r.ev IS NOT NULL AND c.email IS NOT NULL AND c.email <> ''
+        UNION ALL
+        SELECT r.n, 1, r.a, r.why, r.note FROM r WHERE r.a IS NOT NULL AND r.a <> ''
+    )
+    INSERT INTO suppressions (channel, address, reason, note, created_at)
+    SELECT 'email', w.a, w.why, w.note, CAST(:now AS timestamp)
+    FROM (SELECT DISTINCT ON (a) a, why, note FROM wanted ORDER BY a, n, o) AS w
+    ORDER BY w.a
+    ON CONFLICT DO NOTHING
+""")
+
+
+def opt_out_and_suppress(session: Session, rows: Sequence[Mapping[str, Any]], now: datetime
+                         ) -> None:
+    """Rows in order: {"c": contact id or None, "a": address, "why": reason, "note": note,
+    "ev": the consent evidence (opt-outs) or None (suppression only)}."""
+    if rows:
+        session.execute(OPT_OUT_AND_SUPPRESS, {
+            "rows": _json([{**row, "n": n} for n, row in enumerate(rows)]),
+            "now": naive_utc(now)})

@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from outreach.blasts.models import RANK, Link, Message
 from outreach.contacts.models import Channel
-from outreach.tracking import machine
+from outreach.db import utcnow
+from outreach.tracking import batch_sql, machine
 from outreach.tracking.service import (
     Record,
     chunks,
@@ -76,8 +77,11 @@ def verify(body: bytes, signature: str | None, timestamp: str | None) -> bool:
 
 
 def _message_id(event: dict[str, Any]) -> int | None:
+    """The custom arg as an id: 1 to 18 ASCII digits (fits a BIGINT), else None."""
     value = event.get("outreach_message_id")
-    return int(value) if re.fullmatch(r"[0-9]{1,18}", str(value)) else None  # fits a BIGINT
+    text = value if type(value) is str else str(value)
+    # isascii + isdigit is [0-9]+ (isdigit alone takes "²"), without a regex per event.
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
 
 
 def _find_messages(session: Session, events: list[dict[str, Any]]) -> dict[int, Any]:
@@ -107,11 +111,20 @@ def _find_messages(session: Session, events: list[dict[str, Any]]) -> dict[int, 
             table.c.provider_id.in_(part), sa.func.lower(table.c.address).in_(emails)))
         by_provider.update({(r.provider_id, r.address.lower()): r for r in rows})
     found: dict[int, Any] = {}
+    addresses: dict[int, str] = {}  # message id -> its address in lower case, once per message
     for index, (event, mid) in enumerate(zip(events, mids, strict=True)):
-        email = str(event.get("email") or "").lower()
-        row = by_id.get(mid) if mid is not None else by_provider.get(
-            (str(event.get("sg_message_id") or "").split(".")[0], email))
-        if row is not None and row.address.lower() == email:
+        email = event.get("email")
+        email = (email if type(email) is str else str(email or "")).lower()
+        if mid is not None:
+            row = by_id.get(mid)
+        else:
+            row = by_provider.get((str(event.get("sg_message_id") or "").split(".")[0], email))
+        if row is None:
+            continue
+        address = addresses.get(row.id)
+        if address is None:
+            address = addresses[row.id] = row.address.lower()
+        if address == email:
             found[index] = row
     return found
 
@@ -135,23 +148,28 @@ def _text(event: dict[str, Any], key: str) -> str | None:
 def _record(session: Session, event: dict[str, Any], message: Any,
             thresholds: tuple[float, float]) -> Record:
     kind = event["event"]
+    stamp = event.get("timestamp")
     try:
-        occurred = datetime.fromtimestamp(int(event.get("timestamp")), UTC)
+        # SendGrid sends an int: no int() call then; other types as int() takes them.
+        occurred = datetime.fromtimestamp(stamp if type(stamp) is int else int(stamp), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         occurred = datetime.now(UTC)
     event_id = event.get("sg_event_id")
     if not isinstance(event_id, str) or not event_id:
         event_id = "sg:" + hashlib.sha256(json.dumps(event, sort_keys=True, default=str)
                                           .encode()).hexdigest()[:40]
-    since = (occurred - message.sent_at).total_seconds() if message.sent_at else None
     reason = None
     link = None
-    if kind == "open":
-        reason = "sg_machine_open" if event.get("sg_machine_open") else machine.classify_open(
-            _text(event, "ip"), _text(event, "useragent"), since, thresholds[0])
-    elif kind == "click":
-        reason = machine.classify_click("GET", _text(event, "useragent"), since, thresholds[1])
-        link = _link_position(session, message.blast_id, _text(event, "url"))
+    if kind == "open" or kind == "click":  # only engagement needs the time since sending
+        since = (occurred - message.sent_at).total_seconds() if message.sent_at else None
+        if kind == "open":
+            reason = "sg_machine_open" if event.get("sg_machine_open") else (
+                machine.classify_open(_text(event, "ip"), _text(event, "useragent"), since,
+                                      thresholds[0]))
+        else:
+            reason = machine.classify_click("GET", _text(event, "useragent"), since,
+                                            thresholds[1])
+            link = _link_position(session, message.blast_id, _text(event, "url"))
     detail = {k: event[k] for k in DETAIL_KEYS if k in event}
     if reason:
         detail["machine_reason"] = reason
@@ -208,13 +226,27 @@ def _effects(session: Session, new: list[Record]) -> None:
             opt_outs.append(r)
     move_messages(session, list(moves.values()))
     # By contact: concurrent batches lock contacts in one order.
-    for r in sorted(opt_outs, key=lambda r: (r["contact_id"] or 0, r["occurred_at"])):
-        kind = r["kind"]
+    opt_outs.sort(key=lambda r: (r["contact_id"] or 0, r["occurred_at"]))
+    if is_postgres(session):  # one statement instead of the ORM's few per opt-out
+        batch_sql.opt_out_and_suppress(session, [
+            {"c": r["contact_id"], "a": r["address"], "why": _opt_out_reason(r["kind"]),
+             "note": "via provider", "ev": _evidence(r)} for r in opt_outs] + [
+            {"c": None, "a": address, "why": why, "note": note, "ev": None}
+            for address, why, note in suppressions], utcnow())
+        return
+    for r in opt_outs:
         opt_out(session, Channel.EMAIL, r["address"], r["contact_id"],
-                "spam_report" if kind == "spamreport" else "unsubscribed", "provider",
-                {"event": kind, "message_id": r["message_id"], "blast_id": r["blast_id"],
-                 "sg_event_id": r["provider_event_id"]})
+                _opt_out_reason(r["kind"]), "provider", _evidence(r))
     suppress_addresses(session, Channel.EMAIL, suppressions)
+
+
+def _opt_out_reason(kind: str) -> str:
+    return "spam_report" if kind == "spamreport" else "unsubscribed"
+
+
+def _evidence(r: Record) -> dict[str, Any]:
+    return {"event": r["kind"], "message_id": r["message_id"], "blast_id": r["blast_id"],
+            "sg_event_id": r["provider_event_id"]}
 
 
 def ingest(session: Session, events: list[Any]) -> dict[str, int]:

@@ -153,6 +153,45 @@ def test_spam_reports_and_unsubscribes_revoke_and_suppress(app, client, emu, bla
     assert entry.source == "provider" and entry.evidence["event"] == "spamreport"
 
 
+def test_opt_outs_of_one_batch_revoke_once_and_suppress_both_addresses(app, client, emu,
+                                                                       blast):
+    """Several opt-outs of a contact in one batch: one ledger entry (the earliest's
+    evidence) and the first reason; a contact whose email changed since the send has both
+    addresses suppressed; one already revoked gets no new entry; an opt-out's reason wins over
+    a bounce of the same batch (as the ORM path does on SQLite)."""
+    from outreach.contacts.models import Contact
+
+    with app.app_context():
+        session = db.session()
+        moved = session.scalars(sa.select(Contact).filter_by(email="p1@example.org")).one()
+        moved.email = "p1-new@example.org"
+        gone = session.scalars(sa.select(Contact).filter_by(email="p2@example.org")).one()
+        gone.email_consent = "revoked"
+        session.commit()
+    [late] = emu.build_events("unsubscribe", ["p0@example.org"])
+    [early] = emu.build_events("spamreport", ["p0@example.org"])
+    late["timestamp"] += 60  # listed first, happened last
+    post_sendgrid(client, emu, [late, early]
+                  + emu.build_events("group_unsubscribe", ["p1@example.org"])
+                  + emu.build_events("bounce", ["p2@example.org"])
+                  + emu.build_events("unsubscribe", ["p2@example.org"]))
+    run_jobs(app)
+    assert suppression(app, "email", "p0@example.org") == "spam_report"
+    assert suppression(app, "email", "p1@example.org") == "unsubscribed"
+    assert suppression(app, "email", "p1-new@example.org") == "unsubscribed"
+    assert suppression(app, "email", "p2@example.org") == "unsubscribed"
+    assert contact(app, email="p1-new@example.org").email_consent == "revoked"
+    with app.app_context():
+        ledger = db.session().execute(sa.select(ConsentEvent.contact_id, ConsentEvent.evidence)
+                                      .where(ConsentEvent.status == "revoked",
+                                             ConsentEvent.source == "provider")).all()
+    p0 = contact(app, email="p0@example.org").id
+    assert sorted(cid for cid, _ in ledger) == sorted(
+        [p0, contact(app, email="p1-new@example.org").id])
+    assert [e["event"] for cid, e in ledger if cid == p0] == ["spamreport"]
+    assert all(e["sg_event_id"] and e["message_id"] for _, e in ledger)
+
+
 def test_unknown_types_and_messages_are_ignored(app, client, emu, blast):
     stranger = {"email": "nobody@example.org", "event": "delivered", "sg_event_id": "e1",
                 "timestamp": 1700000000, "outreach_message_id": "999999"}
