@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from outreach.content.models import MessageTemplate
 from outreach.content.service import current_version
 from outreach.db import utcnow
 from outreach.exceptions import Conflict, NotFound, ValidationError
+from outreach.slow_counts import remembered
 
 
 def get_blast(db: Session, blast_id: int) -> Blast:
@@ -201,5 +204,13 @@ def blast_json(db: Session, blast: Blast) -> dict[str, Any]:
 
 
 def preview_audience(db: Session, blast: Blast) -> int:
-    """The audience count before launch, after consent and suppression."""
-    return audience_count(db, blast)
+    """The audience count before launch, after consent and suppression.
+
+    Counting a million contacts through consent and suppression takes seconds; a draft's page
+    viewed by many staff members counts it once per moment (outreach.slow_counts), keyed by
+    what defines the audience, so an edited audience counts afresh at once.
+    """
+    shape = json.dumps([blast.channel, sorted(blast.list_ids or []), blast.segment_id,
+                        sorted(blast.exclude_list_ids or [])])
+    key = f"audience:{blast.id}:{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
+    return remembered(key, lambda: audience_count(db, blast), rows=lambda n: n)

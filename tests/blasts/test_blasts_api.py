@@ -201,3 +201,20 @@ def test_tokens_and_roles(app, api, client):
         assert response.status_code == 403 and response.json["error"]["code"] == "forbidden"
     assert api("GET", f"/blasts/{blast_id}").json["status"] == "draft"
     assert api("GET", "/blasts/999999").status_code == 404
+
+
+def test_a_big_audience_is_remembered_until_its_definition_changes(app, api, monkeypatch):
+    from outreach import slow_counts
+
+    # Pretend every count is big and slow, as a million contacts would be.
+    monkeypatch.setattr(slow_counts, "MIN_ROWS", 0)
+    monkeypatch.setattr(slow_counts, "MIN_SECONDS", 0)
+    list_id = audience(app, 3)
+    other = audience(app, 2, list_name="Staff", start=10)
+    draft = _draft(api, email_template(app), [list_id])
+    path = f"/blasts/{draft['id']}/audience"
+    assert api("GET", path, role="viewer").json == {"count": 3}
+    assert audience(app, 2, start=20) == list_id  # two more in the same list
+    assert api("GET", path, role="viewer").json == {"count": 3}  # remembered a moment
+    assert api("PATCH", f"/blasts/{draft['id']}", {"list_ids": [list_id, other]}).status_code == 200
+    assert api("GET", path, role="viewer").json == {"count": 7}  # a new audience: counted
