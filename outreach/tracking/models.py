@@ -11,6 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from outreach.db import Base, UTCDateTime, utcnow
 
 NO_LINK = -1  # rollups' link_position when an event concerns no link (and the honeypot's)
+# The kinds whose unique counts the figures read (opens, clicks and clickers, deliveries,
+# opt-outs, spam reports). Deciding "first of its kind" costs a first_engagements row per
+# message and kind, so the others (processed, deferred, bounce, dropped, Twilio's
+# intermediate statuses: over a third of a provider's events) keep unique_count at 0.
+UNIQUE_KINDS = frozenset({"open", "click", "delivered", "spamreport", "unsubscribe",
+                          "group_unsubscribe"})
 
 
 class Event(Base):
@@ -47,7 +53,7 @@ class Rollup(Base):
 
     `unique_count` counts events that were the first human one of their kind for their
     message (and link, for clicks); kind "clicker" counts messages' first human click on any
-    link. Machine rows keep unique_count at 0.
+    link. Machine rows, and kinds outside UNIQUE_KINDS, keep unique_count at 0.
     """
 
     __tablename__ = "rollups"

@@ -40,6 +40,7 @@ from outreach.tracking.service import (
     move_messages,
     opt_out,
     record_events,
+    references_checked_once,
     suppress_addresses,
 )
 
@@ -260,6 +261,8 @@ def ingest(session: Session, events: list[Any]) -> dict[str, int]:
     thresholds = (current_app.config.get("MACHINE_OPEN_SECONDS", 2),
                   current_app.config.get("MACHINE_CLICK_SECONDS", 2))
     records = [_record(session, known[i], row, thresholds) for i, row in messages.items()]
+    if is_postgres(session):
+        references_checked_once(session, records)
     new = record_events(session, records, effects=lambda new: _effects(session, new))
     return {"received": len(events), "recorded": len(new),
             "duplicates": len(records) - len(new), "ignored": ignored}

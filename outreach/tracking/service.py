@@ -29,9 +29,10 @@ from outreach.blasts.models import RANK, Message
 from outreach.contacts import consent
 from outreach.contacts.models import Channel, Contact, Suppression
 from outreach.db import utcnow
+from outreach.key_checks import lock_existing, may_skip_triggers, skip_row_triggers
 from outreach.queue import redis
 from outreach.tracking import batch_sql
-from outreach.tracking.models import NO_LINK, Event, FirstEngagement, Rollup
+from outreach.tracking.models import NO_LINK, UNIQUE_KINDS, Event, FirstEngagement, Rollup
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "outreach:tracking:write-lock"
@@ -90,6 +91,36 @@ def write_batch(session: Session, work: Callable[[], T], attempts: int = 3) -> T
             session.rollback()
             raise
     raise AssertionError("unreachable")
+
+
+# What a provider batch writes (see `references_checked_once`).
+BATCH_TABLES = ("events", "first_engagements", "rollups", "messages", "contacts",
+                "consent_events", "suppressions")
+
+
+def references_checked_once(session: Session, records: Sequence[Record]) -> bool:
+    """Lock what a provider batch's rows refer to, once, and skip the per-row key checks.
+
+    On PostgreSQL each event row checks three foreign keys (message, blast, contact) with a
+    trigger of its own, and first engagements, rollups and ledger entries theirs: about a
+    fifth of the database's work for a batch. Instead (`outreach.key_checks`, when allowed):
+    the batch's blasts are locked against deletion, which keeps their messages too (a message
+    is only ever deleted with its blast); its contacts are locked the same way, and those
+    erased since their message was read lose their reference here, as the erasure's SET NULL
+    would have done. Returns whether the per-row checks are off for this transaction.
+    """
+    if not may_skip_triggers(session, BATCH_TABLES):
+        return False
+    blasts = {r["blast_id"] for r in records if r.get("blast_id") is not None}
+    if lock_existing(session, "blasts", blasts) != blasts:
+        return False  # a blast went away: let the per-row checks refuse what refers to it
+    alive = lock_existing(session, "contacts",
+                          (r["contact_id"] for r in records if r.get("contact_id") is not None))
+    for record in records:
+        if record.get("contact_id") is not None and record["contact_id"] not in alive:
+            record["contact_id"] = None
+    skip_row_triggers(session)
+    return True
 
 
 def record_best_effort(session: Session, records: Sequence[Record]) -> None:
@@ -218,7 +249,8 @@ def record_events(session: Session, records: Iterable[Record],
                  key=lambda r: (r["occurred_at"], r["provider_event_id"]))
     if not new:
         return []
-    human = [r for r in new if not r["machine"] and r.get("message_id") is not None]
+    human = [r for r in new if not r["machine"] and r.get("message_id") is not None
+             and r["kind"] in UNIQUE_KINDS]
     earliest: dict[Key, Record] = {}
     for record in new:
         record["unique"] = []

@@ -14,6 +14,7 @@ from outreach.contacts.models import ConsentEvent
 from outreach.emulators.sendgrid import SendGridEmulator
 from outreach.queue import get_queue
 from outreach.tracking.models import Event
+from outreach.tracking.service import references_checked_once
 from tests.fixtures.app import run_jobs
 from tests.tracking import (
     contact,
@@ -232,3 +233,61 @@ def test_engagement_events_and_machine_opens(app, client, emu, blast):
     assert totals[("open", -1, True)] == (1, 0) and totals[("open", -1, False)] == (1, 1)
     assert totals[("click", 0, False)] == (1, 1)
     assert len(events(app, Event.machine.is_(True))) == 1
+
+
+def _on_postgres(app) -> None:
+    with app.app_context():
+        if db.session().get_bind().dialect.name != "postgresql":
+            pytest.skip("per-row foreign key triggers are a PostgreSQL matter")
+
+
+def test_a_batch_checks_its_references_once_on_postgresql(app, client, emu, blast):
+    """As the superuser the tests run as, a batch locks its blasts and contacts set-based and
+    writes without the per-row key triggers, with the same rows as before."""
+    _on_postgres(app)
+    with app.app_context():
+        session = db.session()
+        person = contact(app, email="p0@example.org")
+        sent = message(app, address="p0@example.org")
+        records = [{"blast_id": blast, "contact_id": person.id},
+                   {"blast_id": blast, "contact_id": 987654}]  # erased meanwhile
+        assert references_checked_once(session, records)
+        assert session.scalar(sa.text("SHOW session_replication_role")) == "replica"
+        assert [r["contact_id"] for r in records] == [person.id, None]
+        session.rollback()
+        assert session.scalar(sa.text("SHOW session_replication_role")) == "origin"
+        # A blast that is gone: the per-row checks stay on, so they refuse what refers to it.
+        assert not references_checked_once(session, [{"blast_id": 424242, "contact_id": None}])
+        assert session.scalar(sa.text("SHOW session_replication_role")) == "origin"
+        session.rollback()
+    post_sendgrid(client, emu, emu.build_events("open", ["p0@example.org"]))
+    run_jobs(app)
+    assert [(e.message_id, e.blast_id, e.contact_id) for e in events(app)] == \
+        [(sent.id, blast, person.id)]
+
+
+def test_a_contact_erased_while_its_batch_is_read_loses_its_reference(app, client, emu, blast,
+                                                                      monkeypatch):
+    """Erased between the batch's message lookup and its writes: the event is kept without
+    the contact (as the erasure's SET NULL would have left it), and nothing is refused."""
+    _on_postgres(app)
+    from outreach.contacts.service import erase_contact
+    from outreach.tracking import sendgrid_events
+
+    person = contact(app, email="p0@example.org")
+    looked_up = sendgrid_events._find_messages
+
+    def erase_after_lookup(session, batch):
+        found = looked_up(session, batch)
+        engine = app.extensions["db_engine"]
+        with sa.orm.Session(engine) as other:  # another transaction, committed at once
+            erase_contact(other, person.id)
+            other.commit()
+        return found
+
+    monkeypatch.setattr(sendgrid_events, "_find_messages", erase_after_lookup)
+    post_sendgrid(client, emu, emu.build_events("spamreport", ["p0@example.org"]))
+    run_jobs(app)
+    stored = events(app)
+    assert [(e.kind, e.contact_id) for e in stored] == [("spamreport", None)]
+    assert suppression(app, "email", "p0@example.org") == "spam_report"
