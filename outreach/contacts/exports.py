@@ -40,11 +40,12 @@ from outreach.contacts.models import (
     Export,
     ListMember,
     Segment,
-    Suppression,
     TransferStatus,
 )
 from outreach.contacts.segments import segment_condition
 from outreach.contacts.service import contact_suppressions, contact_tags
+from outreach.contacts.suppressions import SUPPRESSION_COLUMNS, suppression_rows
+from outreach.csv_cells import cell
 from outreach.db import utcnow
 from outreach.exceptions import NotFound, ValidationError
 from outreach.files.service import store_stream
@@ -57,8 +58,6 @@ KINDS = ("contacts", "suppressions")
 CONTACT_COLUMNS = ("id", "email", "phone", "first_name", "last_name", "postal_code", "timezone",
                    "tags", "lists", "email_consent", "sms_consent", "email_suppressed",
                    "sms_suppressed", "created_at")
-SUPPRESSION_COLUMNS = ("channel", "address", "reason", "note", "created_at")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def create_export(db: Session, kind: Any, list_id: Any = None, segment_id: Any = None,
@@ -156,12 +155,10 @@ def export_json(export: Export) -> dict[str, Any]:
     }
 
 
-def _cell(value: Any) -> str:
-    """A value as a CSV cell that spreadsheets will not evaluate as a formula."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def _field(value: Any) -> str:
+    """A custom field's value as a cell: text as it is, any other JSON value as JSON."""
+    return cell(value if value is None or isinstance(value, str)
+                else json.dumps(value, ensure_ascii=False))
 
 
 def _contact_scope(db: Session, export: Export) -> ColumnElement[bool]:
@@ -222,11 +219,11 @@ def _write_contacts(db: Session, export: Export, writer: Any) -> int:
         suppressed = contact_suppressions(db, batch)  # type: ignore[arg-type]
         for row in batch:
             fields = row.fields if isinstance(row.fields, dict) else {}
-            custom = [_cell(fields or None)] if as_json else [_cell(fields.get(k)) for k in keys]
+            custom = [_field(fields or None)] if as_json else [_field(fields.get(k)) for k in keys]
             writer.writerow([
-                row.id, _cell(row.email), row.phone or "", _cell(row.first_name),
-                _cell(row.last_name), _cell(row.postal_code), _cell(row.timezone),
-                _cell("|".join(tags[row.id])), _cell("|".join(lists[row.id])),
+                row.id, cell(row.email), row.phone or "", cell(row.first_name),
+                cell(row.last_name), cell(row.postal_code), cell(row.timezone),
+                cell("|".join(tags[row.id])), cell("|".join(lists[row.id])),
                 row.email_consent, row.sms_consent,
                 suppressed.get(("email", row.email or ""), ""),
                 suppressed.get(("sms", row.phone or ""), ""),
@@ -238,14 +235,8 @@ def _write_contacts(db: Session, export: Export, writer: Any) -> int:
 def _write_suppressions(db: Session, export: Export, writer: Any) -> int:
     """Write the suppressions CSV; return the number of suppressions written."""
     writer.writerow(SUPPRESSION_COLUMNS)
-    query = (sa.select(Suppression.channel, Suppression.address, Suppression.reason,
-                       Suppression.note, Suppression.created_at)
-             .order_by(Suppression.id).execution_options(yield_per=BATCH))
     total = 0
-    for batch in db.execute(query).partitions():
-        for row in batch:
-            address = row.address if row.channel == "sms" else _cell(row.address)
-            writer.writerow([row.channel, address, row.reason, _cell(row.note),
-                             row.created_at.isoformat()])
-        total += len(batch)
+    for rows in suppression_rows(db):
+        writer.writerows(rows)
+        total += len(rows)
     return total

@@ -135,32 +135,17 @@ def import_suppressions() -> Any:
 
 
 def suppressions_csv(session: Session, channel: str = "") -> Iterator[str]:
-    """Every suppression as CSV text (channel, address, reason, note, created_at), in batches."""
+    """Every suppression (or one channel's) as CSV text, a batch at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["channel", "address", "reason", "note", "created_at"])
-    last = 0
-    while True:
-        query = sa.select(Suppression).where(Suppression.id > last).order_by(Suppression.id)
-        if channel:
-            query = query.where(Suppression.channel == channel)
-        batch = session.scalars(query.limit(5000)).all()
-        for row in batch:
-            address = row.address if row.channel == "sms" else _cell(row.address)
-            writer.writerow([row.channel, address, row.reason, _cell(row.note),
-                             row.created_at.isoformat()])
-            last = row.id
+    writer.writerow(suppression_store.SUPPRESSION_COLUMNS)
+    for rows in suppression_store.suppression_rows(session, channel):
+        writer.writerows(rows)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-        session.expunge_all()
-        if len(batch) < 5000:
-            return
-
-
-def _cell(text: str) -> str:
-    """Free text made safe to open in a spreadsheet (no formula injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    if buffer.tell():
+        yield buffer.getvalue()
 
 
 @bp.get("/suppressions/export.csv")

@@ -19,6 +19,7 @@ from outreach.contacts import consent
 from outreach.contacts.csvfile import CsvError, CsvSource, field_key, open_csv
 from outreach.contacts.models import Channel, Suppression, SuppressionReason
 from outreach.contacts.normalize import InvalidAddress, normalize_email, normalize_phone
+from outreach.csv_cells import cell
 from outreach.db import insert_ignore, utcnow
 from outreach.exceptions import NotFound, ValidationError
 
@@ -32,6 +33,8 @@ ADDRESS_COLUMNS = ("address", "email", "email_address", "phone", "phone_number",
 # What a file's channel column may say; spreadsheets kept by hand say "text" or "mobile".
 CHANNEL_WORDS = {"email": Channel.EMAIL, "sms": Channel.SMS, "text": Channel.SMS,
                  "phone": Channel.SMS, "mobile": Channel.SMS}
+SUPPRESSION_COLUMNS = ("channel", "address", "reason", "note", "created_at")
+EXPORT_BATCH = 5000
 REASON_CHOICES = "must be one of " + ", ".join(r.value for r in SuppressionReason)
 
 
@@ -260,3 +263,23 @@ def _row(values: list[str], columns: _Columns, channel: Channel | None, reason: 
     note = values[columns.note].strip()[:MAX_NOTE] if columns.note is not None else ""
     return {"channel": row_channel.value, "address": address, "reason": row_reason,
             "note": note or IMPORTED_NOTE}
+
+
+def suppression_rows(db: Session, channel: str = "") -> Iterator[list[list[str]]]:
+    """Every suppression (or one channel's) as CSV rows of SUPPRESSION_COLUMNS, in id order,
+    a batch at a time (keyset pages: no long-held cursor, flat memory)."""
+    table = Suppression.__table__
+    last = 0
+    while True:
+        query = (sa.select(table.c.id, table.c.channel, table.c.address, table.c.reason,
+                           table.c.note, table.c.created_at)
+                 .where(table.c.id > last).order_by(table.c.id).limit(EXPORT_BATCH))
+        if channel:
+            query = query.where(table.c.channel == channel)
+        batch = db.execute(query).all()
+        if batch:
+            yield [[row.channel, row.address if row.channel == "sms" else cell(row.address),
+                    row.reason, cell(row.note), row.created_at.isoformat()] for row in batch]
+            last = batch[-1].id
+        if len(batch) < EXPORT_BATCH:
+            return

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from outreach.blasts.models import Blast, Message
 from outreach.contacts.models import Contact
+from outreach.csv_cells import cell
 from outreach.metrics.service import OPT_OUT_KINDS, sent_condition
 from outreach.tracking.models import Event, Rollup
 
@@ -41,8 +41,6 @@ ROLLUP_KINDS = {"opened": ("open",), "clicked": ("clicker",), "unsubscribed": OP
 CSV_COLUMNS = ("message_id", "address", "contact_id", "first_name", "last_name", "status",
                "sent_at", "delivered_at", "opens", "clicks", "unsubscribed", "error")
 CSV_CHUNK = 1000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def _event_ids(blast_id: int, outcome: str) -> sa.Select[Any]:
@@ -149,21 +147,9 @@ def recipient_json(row: dict[str, Any]) -> dict[str, Any]:
             **{k: row[k].isoformat() if row[k] else None for k in ("sent_at", "delivered_at")}}
 
 
-def _cell(value: Any) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (E.164 numbers stay as they are)."""
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _PHONE.match(text):
-        return "'" + text
-    return text
-
-
 def _line(values: Sequence[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([_cell(v) for v in values])
+    csv.writer(buffer, lineterminator="\r\n").writerow([cell(v) for v in values])
     return buffer.getvalue()
 
 
