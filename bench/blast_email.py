@@ -512,11 +512,12 @@ class Workers:
         started = time.perf_counter()
         for i in range(self.count):
             log_path = self.workdir / f"{self.label}-{i}.log"
-            argv = [sys.executable, "-m", "outreach", "worker", "--queues", self.queues]
+            argv = [*self.prefix(i), sys.executable, "-m", "outreach", "worker",
+                    "--queues", self.queues]
             if i > 0:
                 argv.append("--no-scheduler")
             log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
-            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
+            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=self.env_of(i), stdout=log,
                                                stderr=subprocess.STDOUT,
                                                start_new_session=True))
             self.logs.append(log_path)
@@ -526,14 +527,23 @@ class Workers:
             while time.monotonic() < deadline:
                 dead = [p for p in self.procs if p.poll() is not None]
                 if dead:
-                    raise RuntimeError(f"a worker exited at start: see {self.logs[0].parent}")
+                    raise RuntimeError(f"a {self.label} exited at start: see "
+                                       f"{self.logs[0].parent}")
                 pids = {w.pid for w in Worker.all(connection=client)}
                 if all(p.pid in pids for p in self.procs):
                     return time.perf_counter() - started
                 time.sleep(0.1)
         finally:
             client.close()
-        raise RuntimeError(f"workers not registered within {timeout:.0f} s")
+        raise RuntimeError(f"{self.label}s not registered within {timeout:.0f} s")
+
+    def prefix(self, index: int) -> list[str]:
+        """What the index-th worker's command runs under (nothing: started directly)."""
+        return []
+
+    def env_of(self, index: int) -> dict[str, str]:
+        """The index-th worker's environment."""
+        return self.env
 
     def cpu(self) -> float:
         """CPU seconds of the workers and their work horses so far."""
@@ -937,8 +947,7 @@ def email_phases() -> Phases:
     for owner, name, label in [
         (pipeline, "send_batch", "send_batch (all of it)"),
         (pipeline, "roll_expired_windows", "  roll_expired_windows"),
-        (pipeline, "drop_opted_out", "  drop_opted_out (UPDATE)"),
-        (pipeline, "claim", "  claim (UPDATE ... RETURNING)"),
+        (pipeline, "claim", "  claim (UPDATE ... RETURNING, consent)"),
         (sending, "send_rows", "  send_rows"),
         (sending, "_contacts", "    load contacts (SELECT)"),
         (sending, "merge_context", "    merge_context"),
@@ -948,6 +957,7 @@ def email_phases() -> Phases:
         (sending, "record_results", "    record_results (executemany)"),
         (pipeline, "_reschedule_rest", "  _reschedule_rest (2 SELECTs)"),
         (sending, "check_circuit_breaker", "  check_circuit_breaker"),
+        (sending, "check_breaker_outcomes", "  check_breaker_outcomes"),
         (pipeline, "finish_if_done", "  finish_if_done"),
     ]:
         phases.wrap(owner, name, label)

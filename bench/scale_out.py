@@ -48,7 +48,6 @@ from blast_email import (
     EMAIL_HTML,
     EMAIL_SUBJECT,
     EMAIL_TEXT,
-    ROOT,
     Emulators,
     Workers,
     _stop,
@@ -261,36 +260,12 @@ class NamespacedWorkers(Workers):
         super().__init__(len(envs), "prepare,email", envs[0], workdir, redis_url, "netns-worker")
         self.envs, self.namespaces = envs, namespaces
 
-    def start(self, timeout: float = 60.0) -> float:
-        from redis import Redis
-        from rq import Worker
+    def prefix(self, index: int) -> list[str]:
+        # `ip netns exec` execs the command: the pid we hold is the worker's own.
+        return ["ip", "netns", "exec", self.namespaces.names[index]]
 
-        started = time.perf_counter()
-        for i, env in enumerate(self.envs):
-            log_path = self.workdir / f"{self.label}-{i}.log"
-            # `ip netns exec` execs the command: the pid we hold is the worker's own.
-            argv = ["ip", "netns", "exec", self.namespaces.names[i], sys.executable, "-m",
-                    "outreach", "worker", "--queues", self.queues]
-            if i > 0:
-                argv.append("--no-scheduler")
-            log = open(log_path, "wb")  # noqa: SIM115 - lives with the process
-            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
-                                               stderr=subprocess.STDOUT,
-                                               start_new_session=True))
-            self.logs.append(log_path)
-        client = Redis.from_url(self.redis_url)
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if any(p.poll() is not None for p in self.procs):
-                    raise RuntimeError(f"a namespaced worker exited: see {self.logs[0]}")
-                pids = {w.pid for w in Worker.all(connection=client)}
-                if all(p.pid in pids for p in self.procs):
-                    return time.perf_counter() - started
-                time.sleep(0.1)
-        finally:
-            client.close()
-        raise RuntimeError(f"namespaced workers not registered within {timeout:.0f} s")
+    def env_of(self, index: int) -> dict[str, str]:
+        return self.envs[index]
 
 
 # ---- one run ------------------------------------------------------------------------------------
