@@ -32,7 +32,6 @@ import html
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -60,103 +59,18 @@ TWILIO_TOKEN = "emulator-auth-token"
 TWILIO_SERVICE = "MG" + "0123456789abcdef" * 2
 SEEDED_AT = "2026-01-05 12:00:00"  # contacts.created_at (naive UTC, as UTCDateTime stores it)
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
-
-# ---- small helpers (kept here so these benchmarks do not depend on bench/common.py) ----------
-
-
-def admin_database_url(given: str | None = None) -> str:
-    """The server to create benchmark databases in: the option, BENCH_DATABASE_URL, or local."""
-    return given or os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
-def libpq_url(url: str) -> str:
-    """A URL psycopg.connect accepts (drops SQLAlchemy's "+driver" part)."""
-    scheme, sep, rest = url.partition("://")
-    return scheme.split("+", 1)[0] + sep + rest
-
-
-@contextmanager
-def fresh_database(admin_url: str, prefix: str = "outreach_bench") -> Iterator[str]:
-    """CREATE a new empty database next to `admin_url`; yield its URL; DROP it (FORCE) after."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(libpq_url(admin_url)).set(database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class Timer:
-    start: float = field(default_factory=time.perf_counter)
-    end: float | None = None
-
-    @property
-    def seconds(self) -> float:
-        return (self.end or time.perf_counter()) - self.start
-
-
-@contextmanager
-def timer() -> Iterator[Timer]:
-    """Wall-clock seconds of a block."""
-    t = Timer()
-    try:
-        yield t
-    finally:
-        t.end = time.perf_counter()
-
-
-def n(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def secs(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores, load average {load}"
-
-
-def postgres_line(database_url: str) -> str:
-    """The server's version and the settings that move these figures most."""
-    import psycopg
-
-    names = ("shared_buffers", "work_mem", "max_wal_size", "synchronous_commit", "autovacuum")
-    with psycopg.connect(libpq_url(database_url)) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
-        values = [f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in names]
-    return f"PostgreSQL {version}, " + ", ".join(values)
-
-
-def print_figures(rows: Sequence[tuple[str, ...] | None], title: str | None = None) -> None:
-    """A figures block: (label, value, comment...) rows; None prints a blank line."""
-    width = max((len(r[0]) for r in rows if r), default=0) + 2
-    value_width = max((len(r[1]) for r in rows if r and len(r) > 2), default=0) + 2
-    if title:
-        print(f"\n== {title}")
-    for row in rows:
-        if row is None:
-            print()
-            continue
-        label, *rest = row
-        if len(rest) > 1:
-            line = label.ljust(width) + rest[0].ljust(value_width) + "  ".join(rest[1:])
-        else:
-            line = label.ljust(width) + (rest[0] if rest else "")
-        print(line.rstrip())
-    sys.stdout.flush()
+from common import (  # noqa: E402 - after the path set-up above; re-exported to the others
+    DEFAULT_REDIS_URL,
+    admin_database_url,
+    fresh_database,
+    libpq_url,
+    machine_line,
+    n,
+    postgres_line,
+    print_figures,
+    secs,
+    timer,
+)
 
 
 def build_app(database_url: str, instance_path: str | Path, redis_url: str,

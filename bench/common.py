@@ -168,7 +168,9 @@ def n(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def secs(value: float) -> str:
+def secs(value: float | None) -> str:
+    if value is None:
+        return "-"
     return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
 
 
@@ -183,10 +185,10 @@ def machine_line() -> str:
 
 
 def postgres_line(database_url: str) -> str:
-    """The server's version and the settings that move bulk-load figures most."""
+    """The server's version and the settings that move these figures most."""
     import psycopg
 
-    names = ("shared_buffers", "work_mem", "max_wal_size", "synchronous_commit")
+    names = ("shared_buffers", "work_mem", "max_wal_size", "synchronous_commit", "autovacuum")
     with psycopg.connect(libpq_url(database_url)) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
         values = [f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}" for name in names]
