@@ -32,13 +32,11 @@ import html
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +60,19 @@ SEEDED_AT = "2026-01-05 12:00:00"  # contacts.created_at (naive UTC, as UTCDateT
 from common import (  # noqa: E402 - after the path set-up above; re-exported to the others
     DEFAULT_REDIS_URL,
     admin_database_url,
+    ensure_schema,
+    failed_jobs,
+    flush_redis,
+    free_port,
     fresh_database,
+    interruptible,
     libpq_url,
     machine_line,
     n,
     postgres_line,
     print_figures,
     secs,
+    stop_process,
     timer,
 )
 
@@ -217,39 +221,8 @@ def bench_app(database_url: str, instance: str | Path, redis_url: str,
     return app
 
 
-def ensure_schema(app: Any) -> list[str]:
-    """Tables the models define that the migrations did not create; created here, named.
-
-    `outreach.migrate.upgrade` runs first (build_app); a table still missing afterwards is a gap
-    in migrations/ (reported in the figures), filled with create_all so the benchmark can run.
-    """
-    import sqlalchemy as sa
-
-    from outreach.db import import_models
-
-    engine = app.extensions["db_engine"]
-    metadata = import_models()
-    existing = set(sa.inspect(engine).get_table_names())
-    missing = [t.name for t in metadata.sorted_tables if t.name not in existing]
-    if missing:
-        metadata.create_all(engine, tables=[metadata.tables[name] for name in missing])
-    return missing
-
-
-def flush_redis(redis_url: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-
 
 # ---- processes: the emulators and the workers ---------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int, children: bool = True) -> float:
@@ -294,23 +267,6 @@ def postgres_cpu(database_url: str) -> float:
                 total += cpu_seconds(int(entry.name), children=False)
     return total
 
-
-def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """SIGTERM the process group we started (warm shutdown), SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
 
 
 class Emulators:
@@ -400,7 +356,7 @@ class Emulators:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
         self.http.close()
 
 
@@ -466,7 +422,7 @@ class Workers:
     def stop(self) -> None:
         self.final_cpu = max(self.final_cpu, self.cpu())
         for proc in self.procs:
-            _stop(proc)
+            stop_process(proc)
 
     def job_seconds(self) -> tuple[int, float]:
         """(jobs, seconds inside them) from RQ's "Successfully completed ... job in" lines: the
@@ -527,16 +483,6 @@ def worker_env(database_url: str, redis_url: str, emulators: Emulators, instance
     env.update(extra)
     return env
 
-
-def failed_jobs(redis_url: str, queues: Sequence[str]) -> int:
-    from redis import Redis
-    from rq.registry import FailedJobRegistry
-
-    client = Redis.from_url(redis_url)
-    try:
-        return sum(FailedJobRegistry(name, connection=client).count for name in queues)
-    finally:
-        client.close()
 
 
 # ---- launching and watching a blast -------------------------------------------------------------
@@ -1095,16 +1041,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-top", type=int, default=20, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
-
-def interruptible() -> None:
-    """Ctrl-C and SIGTERM (also in a background job, where SIGINT starts ignored) end the run
-    through the cleanup: workers and emulators stopped, the database dropped, Redis flushed."""
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,6 @@ from blast_email import (
     EMAIL_TEXT,
     Emulators,
     Workers,
-    _stop,
     admin_database_url,
     bench_app,
     cpu_seconds,
@@ -73,6 +72,7 @@ from blast_email import (
     save_template,
     secs,
     seed_contacts,
+    stop_process,
     vacuum_analyze,
     watch_blast,
     worker_env,
@@ -214,7 +214,7 @@ class Forwarders:
 
     def stop(self) -> None:
         for proc in self.procs:
-            _stop(proc, grace=3)
+            stop_process(proc, grace=3)
 
 
 def run_forwarder(spec: str) -> int:

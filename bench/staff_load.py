@@ -50,7 +50,6 @@ from blast_email import (
     ROOT,
     Emulators,
     Workers,
-    _stop,
     admin_database_url,
     bench_app,
     cpu_seconds,
@@ -70,6 +69,7 @@ from blast_email import (
     print_figures,
     secs,
     seed_contacts,
+    stop_process,
     watch_blast,
     worker_env,
 )
@@ -153,7 +153,7 @@ class Web:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
 
 
 # ---- the simulated staff users (a child process) ------------------------------------------------

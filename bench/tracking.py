@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,13 +49,19 @@ from common import (
     DEFAULT_REDIS_URL,
     ROOT,
     admin_database_url,
+    ensure_schema,
+    failed_jobs,
+    flush_redis,
+    free_port,
     fresh_database,
+    interruptible,
     libpq_url,
     machine_line,
     n,
     postgres_line,
     print_figures,
     secs,
+    stop_process,
 )
 
 GOAL_HITS_PER_SECOND = 2500
@@ -96,19 +100,6 @@ def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> lis
 
 # ---- small helpers ------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def flush_redis(redis_url: str) -> None:
-    from redis import Redis
-
-    client = Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-
 
 def psql(database_url: str, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
     """Run one statement (autocommit) and return its rows (empty for statements without)."""
@@ -118,24 +109,6 @@ def psql(database_url: str, sql: str, params: Sequence[Any] | None = None) -> li
         cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
-
-def ensure_schema(app: Any) -> list[str]:
-    """Tables the models define that the migrations did not create; created here and named.
-
-    `outreach.migrate.upgrade` runs first; a table still missing afterwards is a gap in
-    migrations/ (reported in the figures), filled with create_all so the benchmark can run.
-    """
-    import sqlalchemy as sa
-
-    from outreach.db import import_models
-
-    engine = app.extensions["db_engine"]
-    metadata = import_models()
-    existing = set(sa.inspect(engine).get_table_names())
-    missing = [t.name for t in metadata.sorted_tables if t.name not in existing]
-    if missing:
-        metadata.create_all(engine, tables=[metadata.tables[name] for name in missing])
-    return missing
 
 
 def build_bench_app(database_url: str, instance: Path, redis_url: str,
@@ -335,23 +308,6 @@ class CpuMeter:
 
 # ---- processes: gunicorn and RQ workers ---------------------------------------------------------
 
-def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """SIGTERM the process group we started, SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-
 
 def app_env(database_url: str, redis_url: str, instance: Path, port: int | None = None,
             **extra: str) -> dict[str, str]:
@@ -426,7 +382,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
 
 
 class EventWorkers:
@@ -471,7 +427,7 @@ class EventWorkers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            _stop(proc)
+            stop_process(proc)
 
     def text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
@@ -487,16 +443,6 @@ class EventWorkers:
         return [int(h) * 3600 + int(m) * 60 + float(s)
                 for h, m, s in pattern.findall(self.text())]
 
-
-def failed_jobs(redis_url: str, queues: Sequence[str] = ("events",)) -> int:
-    from redis import Redis
-    from rq.registry import FailedJobRegistry
-
-    client = Redis.from_url(redis_url)
-    try:
-        return sum(FailedJobRegistry(name, connection=client).count for name in queues)
-    finally:
-        client.close()
 
 
 # ---- the load generator (a child process) -------------------------------------------------------
@@ -1074,15 +1020,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def interruptible() -> None:
-    """SIGTERM behaves like Ctrl-C, so cleanup runs: processes stopped, database dropped."""
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -1157,7 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
             clicks = sum(v[0] for k, v in totals.items() if k[0] == "click")
             machine_hits = sum(v[0] for k, v in totals.items() if k[1])
             unique_ok, unique_detail = uniques_check(database_url, blast["blast_id"])
-            failed = failed_jobs(args.redis_url)
+            failed = failed_jobs(args.redis_url, ("events",))
             checks += [
                 ("every hit counted", counted == load["hits"] and lag is not None,
                  f"hits sent {n(load['hits'])} (opens {n(load['ok'][0])}, clicks "

@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             replay_idle = queue_idle(args.redis_url)
             rows_after, rolled_after = stored(database_url, blast["blast_id"])
             state_after = database_state(database_url, blast["blast_id"])
-            failed = failed_jobs(args.redis_url)
+            failed = failed_jobs(args.redis_url, ("events",))
             accepted = sum(v for k, v in posted["statuses"].items() if k == 200)
             checks += [
                 ("all accepted", accepted == len(batches) and not posted["errors"],
