@@ -110,6 +110,19 @@ def transaction() -> Iterator[Session]:
         raise
 
 
+def commit_durably(db: Session) -> None:
+    """Commit so that the transaction survives a crash of the database server at once.
+
+    A claim must be on disk before the provider is called: if a crash lost it, the rows would
+    be queued again and sent twice. PostgreSQL acknowledges a commit before its WAL is written
+    when `synchronous_commit` is off (a setting some deployments choose for speed, and our
+    throwaway test clusters use), so this transaction asks for it on, whatever the default.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(sa.text("SET LOCAL synchronous_commit = on"))
+    db.commit()
+
+
 def insert_ignore(table: Any, dialect_name: str) -> Any:
     """An INSERT that skips rows violating a unique constraint (ON CONFLICT DO NOTHING)."""
     if dialect_name == "postgresql":

@@ -157,8 +157,8 @@ def _claim_next(pool: ThreadPoolExecutor, sender: sending.SmsSender, blast_id: i
         blast = session.get(Blast, blast_id)
         assert blast is not None
         roll_expired_windows(session, blast, first, last)
-        pipeline.drop_opted_out(blast, first, last)  # consent is checked again, as for any batch
-        rows = pipeline.claim(blast_id, first, last)
+        # Consent is checked again in the claim, as for any batch.
+        rows = pipeline.claim(blast_id, first, last, blast.channel)
         if rows:
             return _submit(pool, sender, first, last, rows)
         after = last

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
 from rq.job import Job, JobStatus
-from sqlalchemy.orm import aliased
 
 from outreach import db as database
+from outreach import key_checks
 from outreach.blasts import sending
 from outreach.blasts.audience import address_column, audience_condition
 from outreach.blasts.models import Blast, BlastStatus, Link, Message, MessageStatus
 from outreach.blasts.windows import apply_windows, roll_expired_windows
+from outreach.channels.base import Outcome, SendResult
 from outreach.channels.errors import ChannelConfigError
 from outreach.contacts.models import Contact, Suppression
 from outreach.db import insert_ignore, utcnow
+from outreach.gc_pauses import no_gc_pauses
 from outreach.queue import enqueue, enqueue_many, get_queue, redis
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,9 @@ def prepare_blast(blast_id: int) -> None:
                         [{"blast_id": blast.id, "position": i, "url": url}
                          for i, url in enumerate(links)])
         session.commit()
+    # Foreign keys checked once per chunk instead of once per row, where the role may.
+    keys_once = key_checks.may_skip_triggers(session, ("messages",))
+    session.commit()
     fresh: bool | None = None  # whether this job writes into no existing row of the blast
     analyzed: int | None = None
     while True:
@@ -101,7 +107,12 @@ def prepare_blast(blast_id: int) -> None:
         if after >= top:
             break
         through = min(after + PREPARE_CHUNK, top)
-        ids = _write_chunk(session, blast, (after, through), now, fresh, dialect)
+        try:
+            ids = _write_chunk(session, blast, (after, through), now, fresh, dialect,
+                               keys_once)
+        except key_checks.KeyGone:
+            session.rollback()  # a contact erased meanwhile: write the chunk again
+            continue
         # The total grows with each chunk, in its transaction (the counts derive the largest
         # status from it); a preparation over existing rows counts them all again.
         total: Any = (len(ids) if mark is None else Blast.total + len(ids)) if fresh else (
@@ -138,10 +149,18 @@ def prepare_blast(blast_id: int) -> None:
 
 
 def _write_chunk(session: Any, blast: Blast, contacts: tuple[int, int], now: Any, fresh: bool,
-                 dialect: str) -> list[int]:
-    """INSERT ... SELECT the messages of one range of contact ids; their ids, in order."""
+                 dialect: str, keys_once: bool = False) -> list[int]:
+    """INSERT ... SELECT the messages of one range of contact ids; their ids, in order.
+
+    keys_once: the foreign keys are checked once for the chunk instead of by a trigger per
+    row (`outreach.key_checks`): the blast row is held FOR UPDATE by the caller, and the
+    contacts written are locked set-based right after the INSERT (KeyGone if one of them was
+    erased meanwhile: the chunk must be written again).
+    """
     insert = (sa.insert(Message.__table__) if fresh
               else insert_ignore(Message.__table__, dialect))
+    if keys_once:
+        key_checks.skip_row_triggers(session)
     ids = sorted(session.scalars(insert.from_select(
         ["blast_id", "contact_id", "address", "status", "attempts", "updated_at"],
         sa.select(sa.literal(blast.id), Contact.id, address_column(blast.channel),
@@ -149,9 +168,31 @@ def _write_chunk(session: Any, blast: Blast, contacts: tuple[int, int], now: Any
                   sa.literal(now, Message.updated_at.type))
         .where(audience_condition(session, blast, contacts)).order_by(Contact.id))
         .returning(Message.__table__.c.id)))
+    if keys_once:
+        key_checks.restore_row_triggers(session)
+        if ids:
+            _lock_contacts(session, blast.id, (ids[0], ids[-1]), contacts)
     if ids:
         apply_windows(session, blast, now, (ids[0], ids[-1]))
     return ids
+
+
+def _lock_contacts(session: Any, blast_id: int, messages: tuple[int, int],
+                   contacts: tuple[int, int]) -> None:
+    """Lock the contacts of a chunk's new messages against erasure until commit, as the
+    foreign key's per-row check would have; KeyGone if some were erased meanwhile (a contact
+    erased after this waits for the commit, and its messages then lose their reference)."""
+    written = ("SELECT contact_id FROM messages WHERE blast_id = :blast "
+               "AND id BETWEEN :low AND :high")
+    wanted, locked = session.execute(sa.text(
+        f"SELECT (SELECT count(DISTINCT contact_id) FROM ({written}) w), "
+        "(SELECT count(*) FROM (SELECT 1 FROM contacts c WHERE c.id > :after "
+        f"AND c.id <= :through AND c.id IN ({written}) FOR KEY SHARE OF c) l)"),
+        {"blast": blast_id, "low": messages[0], "high": messages[1], "after": contacts[0],
+         "through": contacts[1]}).one()
+    if wanted != locked:
+        raise key_checks.KeyGone(f"{wanted - locked} contact(s) of blast {blast_id} were "
+                                 "erased while its messages were written")
 
 
 def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, int]]:
@@ -192,60 +233,83 @@ def batch_job_id(blast_id: int, first_id: int) -> str:
     return f"send-{blast_id}-{first_id}"
 
 
-def drop_opted_out(blast: Blast, first_id: int, last_id: int) -> None:
-    """Cancel queued rows whose contact opted out or was suppressed since preparation."""
-    session = database.session()
-    address = address_column(blast.channel)
-    state = Contact.email_consent if blast.channel == "email" else Contact.sms_consent
+OPTED_OUT = "opted out or suppressed before sending"
+
+
+class Claimed(list[Any]):
+    """The rows a claim moved to sending (a list of rows), and how many it canceled."""
+
+    canceled = 0
+
+
+def _may_send(channel: str, row: Any) -> Any:
+    """Whether the message `row` (a messages table or alias) may go out now: its contact still
+    consents to the channel at that address, and the address is not suppressed."""
+    address = address_column(channel)
+    state = Contact.email_consent if channel == "email" else Contact.sms_consent
     # Scalar subqueries, one index lookup per row of the range: EXISTS under an OR may be
     # planned as a hash of every contact or suppression, a cost that grows with the whole
     # database at every batch.
-    consenting = (sa.select(sa.and_(state == "granted", address == Message.address))
-                  .where(Contact.id == Message.contact_id).scalar_subquery())
-    suppressed = (sa.select(sa.literal(1)).where(Suppression.channel == blast.channel,
-                                                 Suppression.address == Message.address)
+    consenting = (sa.select(sa.and_(state == "granted", address == row.c.address))
+                  .where(Contact.id == row.c.contact_id).scalar_subquery())
+    suppressed = (sa.select(sa.literal(1)).where(Suppression.channel == channel,
+                                                 Suppression.address == row.c.address)
                   .limit(1).scalar_subquery())
-    gone = session.scalars(sa.select(Message.id).where(
-        Message.blast_id == blast.id, Message.id.between(first_id, last_id),
-        Message.status == MessageStatus.QUEUED.value,
-        sa.or_(consenting.is_not(True), suppressed.is_not(None)))).all()
-    if gone:
-        session.execute(sa.update(Message).where(
-            Message.id.in_(gone), Message.status == MessageStatus.QUEUED.value)
-            .values(status=MessageStatus.CANCELED.value, updated_at=utcnow(),
-                    error="opted out or suppressed before sending")
-            .execution_options(synchronize_session=False))
-    session.commit()
+    return sa.and_(consenting.is_(True), suppressed.is_(None))
 
 
-def claim(blast_id: int, first_id: int, last_id: int) -> list[Any]:
-    """Atomically move this range's due rows from queued to sending and return them."""
+def claim(blast_id: int, first_id: int, last_id: int, channel: str | None = None) -> Claimed:
+    """Atomically move this range's due rows from queued to sending and return them.
+
+    With the blast's channel, consent is checked in the same statement: a due row whose
+    contact opted out or whose address was suppressed since preparation is canceled instead
+    (counted in the result's `canceled`, not returned).
+    """
     session = database.session()
     now = utcnow()
-    due = sa.and_(Message.blast_id == blast_id, Message.id.between(first_id, last_id),
-                  Message.status == MessageStatus.QUEUED.value,
-                  sa.or_(Message.not_before.is_(None), Message.not_before <= now))
-    if session.get_bind().dialect.name == "postgresql":
-        # SKIP LOCKED lets a duplicated job pass over rows another job is claiming.
-        row = aliased(Message)
-        due_rows = sa.and_(row.blast_id == blast_id, row.id.between(first_id, last_id),
-                           row.status == MessageStatus.QUEUED.value,
-                           sa.or_(row.not_before.is_(None), row.not_before <= now))
-        # The range again outside the subquery: without it PostgreSQL may hash-join the locked
-        # ids against a scan of every message.
-        target = sa.and_(due, Message.id.in_(sa.select(row.id).where(due_rows).with_for_update(
-            skip_locked=True).correlate(None).scalar_subquery()))
-    else:
-        target = due  # SQLite runs one writer at a time: the UPDATE itself is atomic
     table = Message.__table__
+
+    def due(t: Any) -> Any:
+        return sa.and_(t.c.blast_id == blast_id, t.c.id.between(first_id, last_id),
+                       t.c.status == MessageStatus.QUEUED.value,
+                       sa.or_(t.c.not_before.is_(None), t.c.not_before <= now))
+
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    values: dict[str, Any] = {"status": MessageStatus.SENDING.value, "claimed_at": now,
+                              "attempts": table.c.attempts + 1, "updated_at": now}
+    if postgresql or channel is not None:
+        # The rows to take, with the consent verdict computed once per row: joined as FROM.
+        row = table.alias("r")
+        picked = sa.select(row.c.id, (_may_send(channel, row) if channel is not None
+                                      else sa.true()).label("ok")).where(due(row))
+        if postgresql:
+            # SKIP LOCKED lets a duplicated job pass over rows another job is claiming.
+            picked = picked.with_for_update(skip_locked=True, of=row)
+        taken = picked.subquery("taken")
+        # The range again outside the subquery: without it PostgreSQL may hash-join the taken
+        # ids against a scan of every message.
+        target: Any = sa.and_(due(table), table.c.id == taken.c.id)
+        if channel is not None:
+            ok = taken.c.ok
+            values = {"status": sa.case((ok, MessageStatus.SENDING.value),
+                                        else_=MessageStatus.CANCELED.value),
+                      "claimed_at": sa.case((ok, sa.literal(now, table.c.claimed_at.type)),
+                                            else_=table.c.claimed_at),
+                      "attempts": table.c.attempts + sa.case((ok, 1), else_=0),
+                      "error": sa.case((ok, table.c.error), else_=OPTED_OUT),
+                      "updated_at": now}
+    else:
+        target = due(table)  # SQLite runs one writer at a time: the UPDATE itself is atomic
     # Core on the session's connection: no ORM bookkeeping for the 1000 rows returned.
     rows = session.connection().execute(
-        table.update().where(target)
-        .values(status=MessageStatus.SENDING.value, claimed_at=now,
-                attempts=table.c.attempts + 1, updated_at=now)
-        .returning(table.c.id, table.c.contact_id, table.c.address, table.c.attempts)).all()
-    session.commit()  # the claim is durable before any provider call
-    return sorted(rows, key=lambda r: r.id)
+        table.update().where(target).values(**values)
+        .returning(table.c.id, table.c.contact_id, table.c.address, table.c.attempts,
+                   table.c.status)).all()
+    database.commit_durably(session)  # the claim is on disk before any provider call
+    sending_ = MessageStatus.SENDING.value
+    claimed = Claimed(sorted((r for r in rows if r.status == sending_), key=itemgetter(0)))
+    claimed.canceled = len(rows) - len(claimed)
+    return claimed
 
 
 def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
@@ -256,23 +320,32 @@ def send_batch(blast_id: int, first_id: int, last_id: int) -> int:
         return 0  # paused or canceled: resume re-enqueues what is left
     if blast.window_start or blast.channel == "sms":  # only windows and quiet hours expire
         roll_expired_windows(session, blast, first_id, last_id)
-    drop_opted_out(blast, first_id, last_id)
-    rows = claim(blast_id, first_id, last_id)
+    rows = claim(blast_id, first_id, last_id, blast.channel)
     if rows and blast.channel == "sms":
         from outreach.blasts import handover  # it builds on this module
 
         return handover.send_sms_chain(blast, first_id, last_id, rows)
-    if rows:
-        try:
-            sending.send_rows(blast, rows)
-        except ChannelConfigError as exc:
-            # Nothing left for the provider: put the rows back and stop until someone fixes
-            # the settings, then fail the job so RQ records why.
-            release(blast_id, [r.id for r in rows], f"Paused: the provider refused our "
-                    f"configuration ({exc}). Fix the settings, then resume.")
-            raise
-    _reschedule_rest(blast_id, first_id, last_id)
-    sending.check_circuit_breaker(blast_id, first_id, last_id)
+    with no_gc_pauses():
+        results: list[tuple[Any, SendResult]] = []
+        if rows:
+            try:
+                results = sending.send_rows(blast, rows)
+            except ChannelConfigError as exc:
+                # Nothing left for the provider: put the rows back and stop until someone
+                # fixes the settings, then fail the job so RQ records why.
+                release(blast_id, [r.id for r in rows], f"Paused: the provider refused our "
+                        f"configuration ({exc}). Fix the settings, then resume.")
+                raise
+        # A claim that took every id of the range (ids are unique) leaves in it only the rows
+        # the provider asked to retry, and the range's finished messages are this batch's:
+        # both follow from the outcomes, without reading the range again.
+        whole = len(rows) + rows.canceled == last_id - first_id + 1
+        if not whole or any(result.outcome is Outcome.RETRY for _, result in results):
+            _reschedule_rest(blast_id, first_id, last_id)
+        if whole:
+            sending.check_breaker_outcomes(blast, results)
+        else:
+            sending.check_circuit_breaker(blast_id, first_id, last_id)
     finish_if_done(blast_id)
     return len(rows)
 

@@ -39,15 +39,21 @@ MERGE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.emai
 
 def compiled_email(blast: Blast) -> CompiledEmail:
     """The blast's compiled email (built once per process and version)."""
+    return _email_version(blast)[0]
+
+
+def _email_version(blast: Blast) -> tuple[CompiledEmail, str, str | None]:
+    """The blast's compiled email, and its version's from name and reply-to (a version never
+    changes: saving a template makes a new one)."""
     assert blast.template_version_id is not None
     return _compiled_email(blast.template_version_id, current_app.config["PUBLIC_BASE_URL"])
 
 
 @lru_cache(maxsize=64)
-def _compiled_email(version_id: int, base_url: str) -> CompiledEmail:
+def _compiled_email(version_id: int, base_url: str) -> tuple[CompiledEmail, str, str | None]:
     version = database.session().get(TemplateVersion, version_id)
     assert version is not None
-    return compile_email(version, base_url)
+    return compile_email(version, base_url), version.from_name, version.reply_to
 
 
 @lru_cache(maxsize=64)
@@ -86,20 +92,19 @@ def _contacts(ids: list[int]) -> dict[int, Any]:
     return {row[0]: _MergeRow(*row[:-1], loads(row[-1]) if row[-1] else None) for row in rows}
 
 
-def send_rows(blast: Blast, rows: list[Any]) -> None:
-    """Send claimed rows through the blast's channel and record every outcome."""
+def send_rows(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
+    """Send claimed rows through the blast's channel and record every outcome; the outcomes."""
     if blast.channel == "email":
         results = _send_email(blast, rows)
     else:
         results = _send_sms(blast, rows)
     record_results(blast, results)
+    return results
 
 
 def _send_email(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
     config = current_app.config
-    compiled = compiled_email(blast)
-    version = database.session().get(TemplateVersion, blast.template_version_id)
-    assert version is not None
+    compiled, from_name, reply_to = _email_version(blast)
     default_name, default_email = parseaddr(config["EMAIL_FROM"])
     base = config["PUBLIC_BASE_URL"].rstrip("/")
     contacts = _contacts([r.contact_id for r in rows if r.contact_id])
@@ -107,22 +112,25 @@ def _send_email(blast: Blast, rows: list[Any]) -> list[tuple[Any, SendResult]]:
     evaluator = _evaluator(compiled.merges)
     empty = merge_context(_Empty())
     recipients = []
+    add, contact_of, substitutions = recipients.append, contacts.get, evaluator.substitutions
+    unsubscribe_at = f"{base}/u/"
     for row in rows:
-        contact = contacts.get(row.contact_id)
+        contact = contact_of(row.contact_id)
         context = merge_context(contact) if contact is not None else empty
-        token = sign(row.id)
-        unsubscribe = f"{base}/u/{token}"
+        message_id = row.id
+        token = sign(message_id)
+        unsubscribe = unsubscribe_at + token
         first, last = context["first_name"], context["last_name"]
-        recipients.append(EmailRecipient(
+        add(EmailRecipient(
             email=row.address, name=f"{first} {last}" if first and last else first or last,
-            substitutions=evaluator.substitutions(context, token, unsubscribe),
+            substitutions=substitutions(context, token, unsubscribe),
             headers={"List-Unsubscribe": f"<{unsubscribe}>"},
-            custom_args={"outreach_message_id": str(row.id)}))
+            custom_args={"outreach_message_id": str(message_id)}))
     batch = EmailBatch(
         from_email=default_email or "outreach@example.org",
-        from_name=version.from_name or default_name, subject=compiled.subject,
+        from_name=from_name or default_name, subject=compiled.subject,
         html=compiled.html, text=compiled.text, recipients=recipients,
-        reply_to=version.reply_to, categories=[f"blast-{blast.id}"],
+        reply_to=reply_to, categories=[f"blast-{blast.id}"],
         headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         custom_args={"outreach_blast_id": str(blast.id)})
     return list(zip(rows, email_channel().send_batch(batch), strict=True))
@@ -304,6 +312,10 @@ def _suppress(session: Any, blast: Blast, row: Any, result: SendResult) -> None:
         created_at=utcnow()))
 
 
+OPTOUT_REASONS = ("unsubscribed", "stop", "spam_report")
+FINISHED = ("sent", "delivered", "bounced", "failed", "unknown")
+
+
 def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
     """Pause a blast whose recent permanent failures or opt-outs pass the thresholds.
 
@@ -317,7 +329,7 @@ def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
     # message is sent yet, and the (blast, status) index would then walk every sent message.
     recent = (sa.select(Message.status, Message.address).where(
         Message.blast_id == blast_id, Message.id.between(first_id, last_id),
-        (Message.status + "").in_(["sent", "delivered", "bounced", "failed", "unknown"]))
+        (Message.status + "").in_(FINISHED))
         .order_by(Message.id.desc()).limit(window).subquery())
     total, failed = session.execute(sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((recent.c.status == "failed", 1),
@@ -327,9 +339,33 @@ def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
     blast = session.get(Blast, blast_id)
     assert blast is not None
     optouts = session.scalar(sa.select(sa.func.count()).select_from(Suppression).where(
-        Suppression.channel == blast.channel,
-        Suppression.reason.in_(["unsubscribed", "stop", "spam_report"]),
+        Suppression.channel == blast.channel, Suppression.reason.in_(OPTOUT_REASONS),
         Suppression.address.in_(sa.select(recent.c.address)))) or 0
+    _judge(blast_id, total, failed, optouts)
+
+
+def check_breaker_outcomes(blast: Blast, results: list[tuple[Any, SendResult]]) -> None:
+    """check_circuit_breaker for a batch that claimed every message of its id range, from its
+    outcomes: the range's finished messages are then exactly the rows this batch did not have
+    to retry, and none of their addresses was suppressed at the claim, so the opt-outs among
+    them are those the provider reported in its answers (an opt-out recorded by someone else
+    in the fraction of a second the batch takes is left out, as one recorded right after the
+    check always was)."""
+    window = current_app.config["BREAKER_WINDOW"]
+    finished = sorted(((row.id, result) for row, result in results
+                       if result.outcome is not Outcome.RETRY),
+                      key=lambda item: item[0], reverse=True)[:window]
+    total = len(finished)
+    if total < min(100, window):
+        return  # too few to judge
+    failed = sum(1 for _, result in finished if result.outcome is Outcome.REJECTED)
+    optouts = sum(1 for _, result in finished if result.suppress in OPTOUT_REASONS)
+    _judge(blast.id, total, failed, optouts)
+
+
+def _judge(blast_id: int, total: int, failed: int, optouts: int) -> None:
+    """Pause the blast when the failures or opt-outs among `total` recent messages are too many."""
+    config = current_app.config
     reason = None
     if failed / total > config["BREAKER_MAX_FAILURE_RATE"]:
         reason = (f"Paused automatically: {failed} of the last {total} messages failed "
@@ -339,6 +375,7 @@ def check_circuit_breaker(blast_id: int, first_id: int, last_id: int) -> None:
         reason = (f"Paused automatically: {optouts} of the last {total} recipients opted out "
                   f"({optouts / total:.1%}, limit {config['BREAKER_MAX_OPTOUT_RATE']:.0%}).")
     if reason:
+        session = database.session()
         session.execute(sa.update(Blast).where(Blast.id == blast_id,
                                                Blast.status.in_(SENDS))
                         .values(status=BlastStatus.PAUSED.value, status_reason=reason))

@@ -88,6 +88,7 @@ class _Expression:
             isinstance(c.node, nodes.Name) and c.node.name in IMPURE_CALLS
             for c in tree.find_all(nodes.Call))
         self.memo: dict[Hashable, tuple[str, str]] | None = {} if pure else None
+        self.escaped: dict[str, tuple[str, str]] = {}  # a bare field's values, HTML-escaped
         self.key = _key_function(tree, self.inputs)
         self._evaluate: Callable[..., Any] = merge._compiled(source)
 
@@ -95,6 +96,13 @@ class _Expression:
         """(raw, HTML-escaped) text of the expression for one recipient."""
         if self.name is not None and self.name in context:
             value = context[self.name]
+            if type(value) is str:  # first names and the like repeat: escaped once each
+                found = self.escaped.get(value)
+                if found is None:
+                    if len(self.escaped) >= MEMO_LIMIT:
+                        self.escaped.clear()
+                    found = self.escaped[value] = (value, html.escape(value))
+                return found
             text = "" if value is None else str(value)
             return text, html.escape(text)
         if self.memo is None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from outreach import db
+from outreach.gc_pauses import no_gc_pauses
 from outreach.tracking import sendgrid_events, twilio_events
 from outreach.tracking.buffer import flush_hits
 from outreach.tracking.service import write_batch
@@ -34,29 +32,9 @@ def _storable(value: Any) -> Any:
     return value
 
 
-@contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Hold off the cyclic garbage collector for one batch.
-
-    A batch allocates tens of thousands of short-lived objects (parsed events, records, rows
-    for the statements), which trigger dozens of young collections and now and then a full one
-    over the worker's whole heap (its app, SQLAlchemy's caches): about a fifth of the job's
-    CPU. Nearly all are freed by reference counting as the job ends; the collector resumes
-    right after and takes any cycle left behind.
-    """
-    if not gc.isenabled():  # nested, or disabled by the host: leave it as it is
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def ingest_sendgrid(body: str) -> dict[str, int]:
     """Ingest one verified SendGrid Event Webhook batch (its raw JSON text)."""
-    with _no_gc_pauses():
+    with no_gc_pauses():
         events: Any = json.loads(body)
         if UNSTORABLE.search(body):  # rare: only then pay for a walk over the whole batch
             events = _storable(events)

@@ -124,6 +124,31 @@ def test_someone_who_opts_out_while_the_blast_sends_gets_nothing(app):
     assert state["status"] == "done"
 
 
+def test_the_claim_cancels_rows_whose_consent_went_and_counts_them(app):
+    list_id = audience(app, 4)
+    blast_id = launch_blast(app, email_template(app), [list_id])
+    with app.app_context():
+        pipeline.prepare_blast(blast_id)
+        first, last = pipeline.batch_ranges(blast_id)[0]
+    _revoke(app, "p1@example.org")
+    with app.app_context(), db.transaction() as session:
+        consent.suppress(session, Channel.EMAIL, "p2@example.org", "unsubscribed")
+    with app.app_context():
+        rows = pipeline.claim(blast_id, first, last, "email")
+        assert sorted(r.address for r in rows) == ["p0@example.org", "p3@example.org"]
+        assert rows.canceled == 2 and all(r.attempts == 1 for r in rows)
+        assert pipeline.claim(blast_id, first, last, "email") == []  # nothing left to take
+        found = db.session().execute(sa.select(Message.address, Message.status, Message.error,
+                                               Message.attempts, Message.claimed_at)
+                                     .where(Message.blast_id == blast_id)).all()
+    by_address = {address: rest for address, *rest in found}
+    for address in ("p1@example.org", "p2@example.org"):
+        status, error, attempts, claimed_at = by_address[address]
+        assert (status, error, attempts, claimed_at) == ("canceled", pipeline.OPTED_OUT, 0, None)
+    assert by_address["p0@example.org"][0] == "sending"
+    assert by_address["p0@example.org"][3] is not None
+
+
 def test_sms_blast_through_the_outbox_with_stop_text(app):
     app.config.update(SMS_QUIET_START="00:00", SMS_QUIET_END="23:59", SMS_QUIET_END_FL_OK="23:59")
     list_id = audience(app, 3)
