@@ -251,9 +251,9 @@ def postgres_cpu(database_url: str) -> float:
     and the backends it has reaped (every database, other users' work included)."""
     import psycopg
 
-    with psycopg.connect(libpq_url(database_url)) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:  # the backend exits with it
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    status = Path(f"/proc/{backend}/status").read_text()
+        status = Path(f"/proc/{backend}/status").read_text()
     postmaster = int(next(line.split()[1] for line in status.splitlines()
                           if line.startswith("PPid:")))
     total = cpu_seconds(postmaster)

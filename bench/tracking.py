@@ -259,8 +259,13 @@ def procfile_web() -> dict[str, Any]:
 
 def postgres_cpu(database_url: str) -> float:
     """CPU seconds of the whole PostgreSQL server so far (every database, others' included)."""
-    backend = psql(database_url, "SELECT pg_backend_pid()")[0][0]
-    status = Path(f"/proc/{backend}/status").read_text()
+    import psycopg
+
+    # The backend's parent is the postmaster; read it while the backend lives (it exits with
+    # the connection).
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        status = Path(f"/proc/{backend}/status").read_text()
     postmaster = int(next(line.split()[1] for line in status.splitlines()
                           if line.startswith("PPid:")))
     return tree_cpu(postmaster)
