@@ -55,13 +55,18 @@ def restore_row_triggers(db: Session) -> None:
     db.execute(sa.text("SET LOCAL session_replication_role = DEFAULT"))
 
 
-def lock_keys(db: Session, table: str, ids: str, **params: object) -> None:
-    """Lock rows by id against deletion until commit; KeyGone if some no longer exist."""
+def lock_keys(db: Session, table: str, ids: str, within: str = "", **params: object) -> None:
+    """Lock rows by id against deletion until commit; KeyGone if some no longer exist.
+
+    ids: SQL selecting the ids; within: an optional condition on the locked rows `t` that
+    holds for every one of them (an id range, say), so the planner reads only that part.
+    """
     if db.get_bind().dialect.name != "postgresql":
         return  # SQLite has one writer at a time: nobody deletes anything meanwhile
+    where = f"{within} AND " if within else ""
     wanted, locked = db.execute(sa.text(
         f"SELECT (SELECT count(DISTINCT k) FROM ({ids}) w (k)), "
-        f"(SELECT count(*) FROM (SELECT 1 FROM {table} t WHERE t.id IN ({ids}) "
+        f"(SELECT count(*) FROM (SELECT 1 FROM {table} t WHERE {where}t.id IN ({ids}) "
         "FOR KEY SHARE OF t) l)"), params).one()
     if wanted != locked:
         raise KeyGone(f"{wanted - locked} row(s) of {table} referred to were deleted "

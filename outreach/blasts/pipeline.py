@@ -25,7 +25,7 @@ from outreach import db as database
 from outreach import key_checks
 from outreach.blasts import sending
 from outreach.blasts.audience import address_column, audience_condition
-from outreach.blasts.models import Blast, BlastStatus, Link, Message, MessageStatus
+from outreach.blasts.models import ACTIVE, Blast, BlastStatus, Link, Message, MessageStatus
 from outreach.blasts.windows import apply_windows, roll_expired_windows
 from outreach.channels.base import Outcome, SendResult
 from outreach.channels.errors import ChannelConfigError
@@ -36,7 +36,6 @@ from outreach.queue import enqueue, enqueue_many, get_queue, redis
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
-ACTIVE = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
 
 
 def start_blast(blast: Blast) -> None:
@@ -182,17 +181,11 @@ def _lock_contacts(session: Any, blast_id: int, messages: tuple[int, int],
     """Lock the contacts of a chunk's new messages against erasure until commit, as the
     foreign key's per-row check would have; KeyGone if some were erased meanwhile (a contact
     erased after this waits for the commit, and its messages then lose their reference)."""
-    written = ("SELECT contact_id FROM messages WHERE blast_id = :blast "
-               "AND id BETWEEN :low AND :high")
-    wanted, locked = session.execute(sa.text(
-        f"SELECT (SELECT count(DISTINCT contact_id) FROM ({written}) w), "
-        "(SELECT count(*) FROM (SELECT 1 FROM contacts c WHERE c.id > :after "
-        f"AND c.id <= :through AND c.id IN ({written}) FOR KEY SHARE OF c) l)"),
-        {"blast": blast_id, "low": messages[0], "high": messages[1], "after": contacts[0],
-         "through": contacts[1]}).one()
-    if wanted != locked:
-        raise key_checks.KeyGone(f"{wanted - locked} contact(s) of blast {blast_id} were "
-                                 "erased while its messages were written")
+    key_checks.lock_keys(
+        session, "contacts",
+        "SELECT contact_id FROM messages WHERE blast_id = :blast AND id BETWEEN :low AND :high",
+        within="t.id > :after AND t.id <= :through", blast=blast_id, low=messages[0],
+        high=messages[1], after=contacts[0], through=contacts[1])
 
 
 def batch_ranges(blast_id: int, only_queued: bool = False) -> list[tuple[int, int]]:
@@ -258,11 +251,11 @@ def _may_send(channel: str, row: Any) -> Any:
     return sa.and_(consenting.is_(True), suppressed.is_(None))
 
 
-def claim(blast_id: int, first_id: int, last_id: int, channel: str | None = None) -> Claimed:
+def claim(blast_id: int, first_id: int, last_id: int, channel: str) -> Claimed:
     """Atomically move this range's due rows from queued to sending and return them.
 
-    With the blast's channel, consent is checked in the same statement: a due row whose
-    contact opted out or whose address was suppressed since preparation is canceled instead
+    Consent is checked in the same statement: a due row whose contact opted out (on the
+    blast's channel) or whose address was suppressed since preparation is canceled instead
     (counted in the result's `canceled`, not returned).
     """
     session = database.session()
@@ -274,32 +267,25 @@ def claim(blast_id: int, first_id: int, last_id: int, channel: str | None = None
                        t.c.status == MessageStatus.QUEUED.value,
                        sa.or_(t.c.not_before.is_(None), t.c.not_before <= now))
 
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    values: dict[str, Any] = {"status": MessageStatus.SENDING.value, "claimed_at": now,
-                              "attempts": table.c.attempts + 1, "updated_at": now}
-    if postgresql or channel is not None:
-        # The rows to take, with the consent verdict computed once per row: joined as FROM.
-        row = table.alias("r")
-        picked = sa.select(row.c.id, (_may_send(channel, row) if channel is not None
-                                      else sa.true()).label("ok")).where(due(row))
-        if postgresql:
-            # SKIP LOCKED lets a duplicated job pass over rows another job is claiming.
-            picked = picked.with_for_update(skip_locked=True, of=row)
-        taken = picked.subquery("taken")
-        # The range again outside the subquery: without it PostgreSQL may hash-join the taken
-        # ids against a scan of every message.
-        target: Any = sa.and_(due(table), table.c.id == taken.c.id)
-        if channel is not None:
-            ok = taken.c.ok
-            values = {"status": sa.case((ok, MessageStatus.SENDING.value),
-                                        else_=MessageStatus.CANCELED.value),
-                      "claimed_at": sa.case((ok, sa.literal(now, table.c.claimed_at.type)),
-                                            else_=table.c.claimed_at),
-                      "attempts": table.c.attempts + sa.case((ok, 1), else_=0),
-                      "error": sa.case((ok, table.c.error), else_=OPTED_OUT),
-                      "updated_at": now}
-    else:
-        target = due(table)  # SQLite runs one writer at a time: the UPDATE itself is atomic
+    # The rows to take, with the consent verdict computed once per row: joined as FROM.
+    row = table.alias("r")
+    picked = sa.select(row.c.id, _may_send(channel, row).label("ok")).where(due(row))
+    if session.get_bind().dialect.name == "postgresql":
+        # SKIP LOCKED lets a duplicated job pass over rows another job is claiming (SQLite
+        # runs one writer at a time: the UPDATE itself is atomic there).
+        picked = picked.with_for_update(skip_locked=True, of=row)
+    taken = picked.subquery("taken")
+    # The range again outside the subquery: without it PostgreSQL may hash-join the taken
+    # ids against a scan of every message.
+    target = sa.and_(due(table), table.c.id == taken.c.id)
+    ok = taken.c.ok
+    values = {"status": sa.case((ok, MessageStatus.SENDING.value),
+                                else_=MessageStatus.CANCELED.value),
+              "claimed_at": sa.case((ok, sa.literal(now, table.c.claimed_at.type)),
+                                    else_=table.c.claimed_at),
+              "attempts": table.c.attempts + sa.case((ok, 1), else_=0),
+              "error": sa.case((ok, table.c.error), else_=OPTED_OUT),
+              "updated_at": now}
     # Core on the session's connection: no ORM bookkeeping for the 1000 rows returned.
     rows = session.connection().execute(
         table.update().where(target).values(**values)
