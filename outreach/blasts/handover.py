@@ -23,7 +23,7 @@ from rq import get_current_job
 
 from outreach import db as database
 from outreach.blasts import pipeline, sending
-from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus
+from outreach.blasts.models import ACTIVE, Blast, BlastStatus, Message, MessageStatus
 from outreach.blasts.windows import roll_expired_windows
 from outreach.channels.base import SendResult
 from outreach.channels.errors import ChannelConfigError
@@ -110,7 +110,7 @@ def _still_sending(blast_id: int) -> bool:
     session = database.session()
     status = session.scalar(sa.select(Blast.status).where(Blast.id == blast_id))
     session.commit()
-    return status in pipeline.ACTIVE  # preparing too: the chunks written are sent meanwhile
+    return status in ACTIVE  # preparing too: the chunks written are sent meanwhile
 
 
 def _withdraw(blast: Blast, batch: Batch) -> None:

@@ -24,6 +24,11 @@ class BlastStatus(enum.StrEnum):
     CANCELED = "canceled"
 
 
+# The states in which a blast sends: while preparing too, each chunk of its messages once
+# written.
+ACTIVE = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
+
+
 class MessageStatus(enum.StrEnum):
     """Where one message stands; it only ever moves forward (see RANK)."""
 

@@ -16,7 +16,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from outreach import db as database
-from outreach.blasts.models import Blast, BlastStatus, Message, MessageStatus
+from outreach.blasts.models import ACTIVE, Blast, BlastStatus, Message, MessageStatus
 from outreach.channels import email_channel, sms_channel
 from outreach.channels.base import EmailBatch, EmailRecipient, Outcome, SendResult, Sms
 from outreach.contacts import consent
@@ -31,8 +31,6 @@ from outreach.observability import counters
 from outreach.tokens import token_signer
 
 log = logging.getLogger(__name__)
-# A blast sends while it is preparing too: each chunk of its messages once written.
-SENDS = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
 MERGE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
                  Contact.postal_code, Contact.timezone, Contact.fields)
 
@@ -281,7 +279,7 @@ def _note_waiting(session: Any, blast: Blast, results: list[tuple[Any, SendResul
                 if retry.error_code else retry.error or f"{who} could not be reached")
         reason = f"{WAITING}{what}; next try at {next_try:%H:%M:%S} UTC"
         session.execute(sa.update(Blast).where(Blast.id == blast.id,
-                                               Blast.status.in_(SENDS))
+                                               Blast.status.in_(ACTIVE))
                         .values(status_reason=reason[:500]))
     elif any(r.outcome is Outcome.ACCEPTED for _, r in results):
         session.execute(sa.update(Blast).where(Blast.id == blast.id,
@@ -377,7 +375,7 @@ def _judge(blast_id: int, total: int, failed: int, optouts: int) -> None:
     if reason:
         session = database.session()
         session.execute(sa.update(Blast).where(Blast.id == blast_id,
-                                               Blast.status.in_(SENDS))
+                                               Blast.status.in_(ACTIVE))
                         .values(status=BlastStatus.PAUSED.value, status_reason=reason))
         session.commit()
         log.warning("blast %s: %s", blast_id, reason)

@@ -12,7 +12,7 @@ from outreach import db
 from outreach.accounts.models import Role
 from outreach.auth import current_user, requires
 from outreach.blasts import pipeline, service
-from outreach.blasts.models import Blast, BlastStatus
+from outreach.blasts.models import ACTIVE, Blast, BlastStatus
 from outreach.contacts.models import ContactList, Segment
 from outreach.content.models import MessageTemplate, TemplateVersion
 from outreach.exceptions import Conflict, NotFound, ValidationError
@@ -20,7 +20,6 @@ from outreach.exceptions import Conflict, NotFound, ValidationError
 bp = Blueprint("blasts", __name__)
 PAGE_SIZE = 50
 EDITABLE = (BlastStatus.DRAFT.value, BlastStatus.SCHEDULED.value)
-ACTIVE = (BlastStatus.PREPARING.value, BlastStatus.SENDING.value)
 
 
 class _HttpError:
