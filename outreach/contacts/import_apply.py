@@ -18,11 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
-from outreach.contacts.import_keys import (
-    lock_keys,
-    switch_off_row_triggers,
-    switch_on_row_triggers,
-)
+from outreach.contacts.import_keys import switch_off_row_triggers
 from outreach.contacts.models import (
     Channel,
     ConsentEvent,
@@ -31,6 +27,7 @@ from outreach.contacts.models import (
     Import,
 )
 from outreach.contacts.service import tag_ids
+from outreach.key_checks import lock_keys, restore_row_triggers
 
 TEXT_COLUMNS = ("first_name", "last_name", "postal_code", "timezone", "region")
 STAGE = sa.table("import_stage", *(sa.column(c, sa.Text) for c in (
@@ -136,7 +133,7 @@ def _move_rejections(db: Session, plan: ImportPlan, empty: str) -> None:
 def finish_apply(db: Session, plan: ImportPlan, imp: Import) -> None:
     """Write the rejections, record the counts on the import, drop the temporary tables."""
     if plan.fewer_triggers:
-        switch_on_row_triggers(db)
+        restore_row_triggers(db)
     _move_rejections(db, plan, "DELETE FROM")  # those after the last chunk (all on SQLite)
     imp.created = plan.created
     imp.updated = plan.existing if plan.mode == "update" else 0

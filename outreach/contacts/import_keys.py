@@ -13,10 +13,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from outreach import key_checks
-from outreach.key_checks import KeyGone, lock_keys, restore_row_triggers, skip_row_triggers
-
-__all__ = ["KeyGone", "lock_keys", "may_skip_triggers", "switch_off_row_triggers",
-           "switch_on_row_triggers"]
+from outreach.key_checks import lock_keys, skip_row_triggers
 
 WRITTEN_TABLES = ("contacts", "list_members", "contact_tags", "consent_events", "tags")
 
@@ -35,11 +32,6 @@ def switch_off_row_triggers(db: Session, list_id: int | None, user_id: int | Non
         lock_keys(db, "users", "SELECT :id", id=user_id)
     skip_row_triggers(db)
     return True
-
-
-def switch_on_row_triggers(db: Session) -> None:
-    """Back to normal for the rest of the transaction (its end resets it anyway)."""
-    restore_row_triggers(db)
 
 
 def may_skip_triggers(db: Session) -> bool:

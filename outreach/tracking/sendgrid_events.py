@@ -261,8 +261,7 @@ def ingest(session: Session, events: list[Any]) -> dict[str, int]:
     thresholds = (current_app.config.get("MACHINE_OPEN_SECONDS", 2),
                   current_app.config.get("MACHINE_CLICK_SECONDS", 2))
     records = [_record(session, known[i], row, thresholds) for i, row in messages.items()]
-    if is_postgres(session):
-        references_checked_once(session, records)
+    references_checked_once(session, records)  # PostgreSQL only, where the role may
     new = record_events(session, records, effects=lambda new: _effects(session, new))
     return {"received": len(events), "recorded": len(new),
             "duplicates": len(records) - len(new), "ignored": ignored}

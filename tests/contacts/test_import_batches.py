@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from outreach import db
 from outreach.contacts import import_stage
-from outreach.contacts.import_keys import KeyGone, lock_keys, may_skip_triggers
+from outreach.contacts.import_keys import may_skip_triggers
 from outreach.contacts.imports import rejections_csv
 from outreach.contacts.models import ConsentEvent, ContactTag, ListMember
+from outreach.key_checks import KeyGone, lock_keys
 from tests.contacts.test_import import MESSY
 from tests.fixtures.contacts import contacts_by_email, import_csv, make_contact
 
