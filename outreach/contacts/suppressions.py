@@ -278,7 +278,7 @@ def suppression_rows(db: Session, channel: str = "") -> Iterator[list[list[str]]
             query = query.where(table.c.channel == channel)
         batch = db.execute(query).all()
         if batch:
-            yield [[row.channel, row.address if row.channel == "sms" else cell(row.address),
+            yield [[row.channel, cell(row.address),  # phones are E.164: cell keeps them
                     row.reason, cell(row.note), row.created_at.isoformat()] for row in batch]
             last = batch[-1].id
         if len(batch) < EXPORT_BATCH:
