@@ -64,6 +64,11 @@ class ImportPlan:
     created_by_id: int | None
     now: datetime
     fewer_triggers: bool = False
+    # Whether staged rows are looked up among existing contacts. Not when there were none as
+    # the import began (the first import of a new instance, usually the biggest): two index
+    # probes per row find nothing there. A contact added by someone else meanwhile makes an
+    # insert fail on its unique address; the import then runs again, matching (imports.py).
+    match: bool = True
     created: int = 0
     existing: int = 0
     # Tag combinations ("a|b") already in import_tag_combos, with their tags locked: files
@@ -73,8 +78,11 @@ class ImportPlan:
     sequence: str | None = None  # contacts' id sequence (PostgreSQL), looked up once
 
 
-def start_apply(db: Session, imp: Import) -> ImportPlan:
-    """Prepare the transaction for applying chunks of staged rows; return the plan."""
+def start_apply(db: Session, imp: Import, match: bool = False) -> ImportPlan:
+    """Prepare the transaction for applying chunks of staged rows; return the plan.
+
+    `match` forces looking staged rows up among existing contacts even if there are none.
+    """
     now = _now()
     plan = ImportPlan(
         import_id=imp.id, list_id=imp.list_id, mode=imp.mode,
@@ -85,7 +93,17 @@ def start_apply(db: Session, imp: Import) -> ImportPlan:
     if _dialect(db) == "postgresql":
         db.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # sorts and hashes stay in memory
     plan.fewer_triggers = switch_off_row_triggers(db, plan.list_id, plan.created_by_id)
+    # SQLite locks the whole database for writing: nobody can add a contact meanwhile, but
+    # the import reads a first batch before it takes that lock, so it always matches.
+    plan.match = match or _dialect(db) != "postgresql" or bool(
+        db.scalar(sa.text("SELECT EXISTS (SELECT 1 FROM contacts)")))
     return plan
+
+
+def address_taken(exc: sa.exc.IntegrityError) -> bool:
+    """Whether an insert failed because a contact with the same email or phone exists."""
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) in ("uq_contacts_email", "uq_contacts_phone")
 
 
 def apply_chunk(db: Session, plan: ImportPlan) -> None:
@@ -96,7 +114,7 @@ def apply_chunk(db: Session, plan: ImportPlan) -> None:
     """
     params = {"now": plan.now, "list_id": plan.list_id}
     now = sa.bindparam("now", type_=Contact.created_at.type)
-    matched = _build_match(db)
+    matched = _build_match(db) if plan.match else 0
     plan.existing += matched
     if matched and _dialect(db) == "postgresql":
         db.execute(sa.text("ANALYZE import_match"))  # few rows: index lookups into contacts
@@ -196,8 +214,9 @@ def _number_new(db: Session, plan: ImportPlan) -> int:
     granted = plan.granted
     consent = (f"{_consent_on_insert(Channel.EMAIL, granted)} AS email_consent, "
                f"{_consent_on_insert(Channel.SMS, granted)} AS sms_consent")
-    new = ("FROM import_stage s WHERE NOT EXISTS "
-           "(SELECT 1 FROM import_match m WHERE m.line = s.line)")
+    new = "FROM import_stage s"
+    if plan.match:
+        new += " WHERE NOT EXISTS (SELECT 1 FROM import_match m WHERE m.line = s.line)"
     if _dialect(db) == "postgresql":
         if plan.sequence is None:
             plan.sequence = db.scalar(sa.text("SELECT pg_get_serial_sequence('contacts', 'id')"))

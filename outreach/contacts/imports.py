@@ -20,6 +20,7 @@ from outreach import db as database
 from outreach.contacts.csvfile import CsvError, custom_columns, match_columns, open_csv
 from outreach.contacts.import_apply import (
     ImportPlan,
+    address_taken,
     apply_chunk,
     create_stage_tables,
     finish_apply,
@@ -137,19 +138,18 @@ def run_import(import_id: int,
         with engine.begin() as conn:  # a retried job starts from a clean slate
             conn.execute(sa.delete(ImportRow).where(ImportRow.import_id == import_id))
             conn.execute(sa.delete(ImportRejection).where(ImportRejection.import_id == import_id))
-        # Staged rows live in temporary tables of this session's connection, inside the one
-        # transaction that applies them. Progress goes through other connections meanwhile,
-        # so this session must not write the imports row before the end.
-        create_stage_tables(session)
-        plan = start_apply(session, imp)
-        total = _stage(session, imp, plan, on_progress)
-        _progress(engine, imp.id, total, 99, phase="applying")
-        apply_chunk(session, plan)  # what is still staged: all of it on SQLite, else nothing
-        finish_apply(session, plan, imp)
-        imp.rows_total = imp.rows_processed = total
-        imp.status, imp.phase, imp.progress = TransferStatus.DONE.value, "", 100
-        imp.finished_at = utcnow()
-        session.commit()
+        try:
+            _apply_file(session, imp, on_progress, match=False)
+        except sa.exc.IntegrityError as exc:
+            if not address_taken(exc):
+                raise
+            # Somebody added a contact with an address of the file while the import, having
+            # found no contacts at its start, did not look its rows up: all of it is rolled
+            # back, and it runs once more, looking each row up.
+            session.rollback()
+            imp = session.get(Import, import_id)
+            assert imp is not None
+            _apply_file(session, imp, on_progress, match=True)
     except Exception as exc:
         session.rollback()
         failed = session.get(Import, import_id)
@@ -159,6 +159,25 @@ def run_import(import_id: int,
             f"Internal error ({type(exc).__name__}); nothing was imported.")
         session.commit()
         raise  # RQ records the job as failed with its traceback
+
+
+def _apply_file(session: Session, imp: Import,
+                on_progress: Callable[[int, int], None] | None, match: bool) -> None:
+    """Stage and apply the whole file and commit; `match`: see start_apply."""
+    engine = session.get_bind()
+    # Staged rows live in temporary tables of this session's connection, inside the one
+    # transaction that applies them. Progress goes through other connections meanwhile,
+    # so this session must not write the imports row before the end.
+    create_stage_tables(session)
+    plan = start_apply(session, imp, match=match)
+    total = _stage(session, imp, plan, on_progress)
+    _progress(engine, imp.id, total, 99, phase="applying")
+    apply_chunk(session, plan)  # what is still staged: all of it on SQLite, else nothing
+    finish_apply(session, plan, imp)
+    imp.rows_total = imp.rows_processed = total
+    imp.status, imp.phase, imp.progress = TransferStatus.DONE.value, "", 100
+    imp.finished_at = utcnow()
+    session.commit()
 
 
 def _stage(session: Session, imp: Import, plan: ImportPlan,

@@ -137,3 +137,37 @@ def test_tag_combinations_new_in_later_batches_are_tagged_too(app, monkeypatch):
         ("a1@example.org", "red"), ("a2@example.org", "red"), ("a3@example.org", "blue"),
         ("a3@example.org", "red"), ("a4@example.org", "blue"), ("a4@example.org", "red"),
         ("a5@example.org", "green"), ("old@example.org", "green")]
+
+
+def test_a_contact_added_meanwhile_makes_the_first_import_run_again_matching(app, monkeypatch):
+    """Into an empty database rows are not looked up; a contact someone adds meanwhile with an
+    address of the file is then met by the unique index, and the import runs once more."""
+    from outreach.contacts.imports import run_import
+
+    monkeypatch.setattr(import_stage, "BATCH", 2)
+    engine = app.extensions["db_engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite always looks rows up: it locks the database while importing")
+    rows = "".join(f"{c}@example.org,{c}\n" for c in "abcdef")
+    with app.app_context():
+        with db.transaction() as session:
+            from outreach.contacts.imports import create_import
+
+            imp = create_import(session, io.BytesIO(("email,first name\n" + rows).encode()),
+                                "people.csv", "Supporters")
+        seen: list[int] = []
+
+        def meanwhile(total: int, percent: int) -> None:
+            if not seen:  # after the first batch: "e" is in the third
+                make_contact(app, email="e@example.org", first_name="Eve")
+            seen.append(total)
+
+        run_import(imp.id, on_progress=meanwhile)
+    assert seen[:1] == [2] and seen.count(2) == 2  # read twice: the first pass was undone
+    with app.app_context():
+        done = db.session().get(type(imp), imp.id)
+        assert (done.status, done.created, done.skipped, done.rejected) == ("done", 5, 1, 0)
+    people = contacts_by_email(app)
+    assert people["e@example.org"].first_name == "Eve"  # added meanwhile, kept as it was
+    assert [p.email for p in people.values()].count("e@example.org") == 1
+    assert _count(app, ListMember) == 6
