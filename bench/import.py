@@ -10,6 +10,7 @@ their tables, which no import writing them can beat on that server.
     .venv/bin/python bench/import.py                  # 1,000,000 rows
     .venv/bin/python bench/import.py --rows 100000    # a quick run
     .venv/bin/python bench/import.py --rows 200000 --profile
+    .venv/bin/python bench/import.py --match          # rows looked up, as into a full database
 
 Goal (2-core machine, 1,000,000 rows): the whole import, validation and dedupe included, in
 30 s or less, peak memory under 500 MB, at most 5 times the baseline. Exits non-zero when a
@@ -387,6 +388,10 @@ def _child_run(args: argparse.Namespace, out: dict[str, Any], instance: str) -> 
                  "_add_to_list", "_apply_tags", "_grant_consent"):
         if hasattr(import_apply, name):  # the phases of the version being measured
             phases.wrap(import_apply, name, f"apply: {name.lstrip('_').replace('_', ' ')}")
+    if args.match:  # as into a database that has contacts: every row is looked up
+        apply_file = imports._apply_file
+        imports._apply_file = (  # type: ignore[assignment]
+            lambda session, imp, on_progress, match: apply_file(session, imp, on_progress, True))
     slow = _SlowStatements(app.extensions["db_engine"])
     profiler = cProfile.Profile() if args.profile else None
 
@@ -546,6 +551,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the import and print the top entries")
     parser.add_argument("--profile-top", type=int, default=25, help=argparse.SUPPRESS)
+    parser.add_argument("--match", action="store_true",
+                        help="look every row up among existing contacts, as an import into a "
+                             "database that has contacts does (into an empty one it does not)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -575,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                 __file__, "--child", "--database-url", database_url, "--csv", str(csv_path),
                 "--result", str(result_path), "--redis-url", args.redis_url,
                 "--profile-top", str(args.profile_top),
-                *(["--profile"] if args.profile else [])))
+                *(["--profile"] if args.profile else []), *(["--match"] if args.match else [])))
             if child.returncode != 0:
                 print(f"the import process failed (exit {child.returncode})", file=sys.stderr)
                 return 1
@@ -644,7 +652,7 @@ def report(args: argparse.Namespace, size_mb: float, baseline: float,
          f"(import process; {res['rss_after_setup']:.0f} MB after app setup + migrate)"),
         ("app setup + migrate", secs(res["setup"]), "(not counted in the import)"),
     ]
-    print_figures(figures, title=f"bench/import.py --rows {rows}")
+    print_figures(figures, title=f"bench/import.py --rows {rows}{' --match' * args.match}")
     if res["slow_sql"]:
         print("\nslowest SQL statements (store + run_import), wall and backend CPU:")
         for took, cpu, statement in res["slow_sql"][:10]:
