@@ -143,9 +143,10 @@ def run_import(import_id: int,
         except sa.exc.IntegrityError as exc:
             if not address_taken(exc):
                 raise
-            # Somebody added a contact with an address of the file while the import, having
-            # found no contacts at its start, did not look its rows up: all of it is rolled
-            # back, and it runs once more, looking each row up.
+            # Somebody added a contact with an address of the file while the import ran:
+            # unseen because the import, having found no contacts at its start, did not look
+            # its rows up (or, rarely, between a batch's look-up and its insert). All of it is
+            # rolled back, and it runs once more, looking each row up.
             session.rollback()
             imp = session.get(Import, import_id)
             assert imp is not None
