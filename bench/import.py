@@ -385,7 +385,7 @@ def _child_run(args: argparse.Namespace, out: dict[str, Any], instance: str) -> 
     phases.wrap(imports, "_progress", "stage: progress updates")
     phases.wrap(import_apply, "finish_apply", "finish")
     for name in ("_build_match", "_number_new", "_insert_new", "_update_existing",
-                 "_add_to_list", "_apply_tags", "_grant_consent"):
+                 "_add_to_list", "_apply_tags", "_grant_consent", "_move_rejections"):
         if hasattr(import_apply, name):  # the phases of the version being measured
             phases.wrap(import_apply, name, f"apply: {name.lstrip('_').replace('_', ' ')}")
     if args.match:  # as into a database that has contacts: every row is looked up
