@@ -148,6 +148,7 @@ def run_import(import_id: int,
             # its rows up (or, rarely, between a batch's look-up and its insert). All of it is
             # rolled back, and it runs once more, looking each row up.
             session.rollback()
+            _progress(engine, import_id, 0, 0, phase="reading again")  # the bar starts over
             imp = session.get(Import, import_id)
             assert imp is not None
             _apply_file(session, imp, on_progress, match=True)

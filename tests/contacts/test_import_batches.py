@@ -157,13 +157,19 @@ def test_a_contact_added_meanwhile_makes_the_first_import_run_again_matching(app
                                 "people.csv", "Supporters")
         seen: list[int] = []
 
+        phases: list[str] = []
+
         def meanwhile(total: int, percent: int) -> None:
             if not seen:  # after the first batch: "e" is in the third
                 make_contact(app, email="e@example.org", first_name="Eve")
             seen.append(total)
+            with engine.connect() as conn:  # what the import's page shows
+                phases.append(conn.scalar(sa.text("SELECT phase FROM imports WHERE id = :id"),
+                                          {"id": imp.id}))
 
         run_import(imp.id, on_progress=meanwhile)
     assert seen[:1] == [2] and seen.count(2) == 2  # read twice: the first pass was undone
+    assert phases[0] == "reading" and phases[-1] == "reading again"
     with app.app_context():
         done = db.session().get(type(imp), imp.id)
         assert (done.status, done.created, done.skipped, done.rejected) == ("done", 5, 1, 0)
