@@ -219,10 +219,6 @@ def print_figures(rows: Sequence[tuple[str, ...] | None], title: str | None = No
     sys.stdout.flush()
 
 
-if __name__ == "__main__":  # `make bench` runs every bench/*.py, this one included
-    print("bench/common.py: shared helpers of the benchmarks; nothing to measure")
-
-
 # ---- processes and services ----------------------------------------------------------------------
 
 def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
@@ -296,3 +292,7 @@ def interruptible() -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+
+
+if __name__ == "__main__":  # `make bench` runs every bench/*.py, this one included
+    print("bench/common.py: shared helpers of the benchmarks; nothing to measure")

@@ -299,7 +299,7 @@ def run_write_floor(database_url: str) -> dict[str, float]:
                 with timer() as t:
                     with cur.copy(f"COPY floor_{table} ({columns}) FROM STDIN "
                                   "(FORMAT binary)") as copy:
-                        copy.write(bytes(rows))
+                        copy.write(rows)
                     conn.commit()
                 took[table] = t.seconds
                 del rows

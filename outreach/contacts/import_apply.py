@@ -93,8 +93,9 @@ def start_apply(db: Session, imp: Import, match: bool = False) -> ImportPlan:
     if _dialect(db) == "postgresql":
         db.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # sorts and hashes stay in memory
     plan.fewer_triggers = switch_off_row_triggers(db, plan.list_id, plan.created_by_id)
-    # SQLite locks the whole database for writing: nobody can add a contact meanwhile, but
-    # the import reads a first batch before it takes that lock, so it always matches.
+    # SQLite always matches: it applies the whole file after reading it, so others may add
+    # contacts between this check and then, and its errors do not name the constraint that
+    # failed, so the import could not tell that it must run again (`address_taken`).
     plan.match = match or _dialect(db) != "postgresql" or bool(
         db.scalar(sa.text("SELECT EXISTS (SELECT 1 FROM contacts)")))
     return plan
