@@ -79,7 +79,11 @@ def init_app(app: Flask) -> None:
 
     @app.teardown_appcontext
     def _close_session(exc: BaseException | None) -> None:
-        session = g.pop("db_session", None)
+        # Kept in `g`, not popped: a streamed response's body runs after this teardown, in
+        # the same app context pushed again (stream_with_context), and may use the session
+        # once more; the teardown when the stream ends then closes it again. Popped, it would
+        # stay idle in a transaction, holding its connection and locks, until collected.
+        session = g.get("db_session")
         if session is not None:
             if exc is not None:
                 session.rollback()

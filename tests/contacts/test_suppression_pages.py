@@ -130,3 +130,21 @@ def test_admins_export_suppressions(app, auth, client):
                                          ["sms", "+12025550166", "stop"]]
     sms_only = client.get("/suppressions/export.csv?channel=sms").get_data(as_text=True)
     assert "cmd@example.org" not in sms_only and "+12025550166" in sms_only
+
+
+def test_a_streamed_download_gives_its_connection_back(app, auth, client):
+    """The body of a streamed CSV runs after the request's teardown: the session it reads with
+    is closed when the stream ends, not left idle in a transaction until garbage collection
+    (its locks on the tables blocked others meanwhile)."""
+    import gc
+
+    make_suppression(app, "email", "one@example.org", "manual")
+    auth.login("admin")
+    pool = app.extensions["db_engine"].pool
+    gc.disable()  # only the stream's end may give the connection back, not a collection
+    try:
+        for path in ("/suppressions/export.csv", "/suppressions/export.csv?channel=email"):
+            assert "one@example.org" in client.get(path).get_data(as_text=True)
+            assert pool.checkedout() == 0, path
+    finally:
+        gc.enable()
